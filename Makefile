@@ -1,0 +1,36 @@
+# barerun: `make demo` runs a busybox container through its whole life,
+# `make test` runs the test suite. Both set up a fresh machine first (root).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+CRIU_SRC := /var/cache/barerun/criu/src
+
+.PHONY: setup host venv test demo bench clean
+
+setup: host venv
+
+host:
+	@scripts/setup-host.sh
+
+# the venv is (re)built when pyproject.toml or a binding changes
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py native/build.py $(wildcard native/bindings/*.py) | host
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' $(CRIU_SRC)/lib 2>&1 \
+	    | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import lowlevel._ffi, prctl, pycriu" || { echo "setup: the venv is broken" >&2; exit 1; }
+	@touch $@
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m runtime.demo
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info lowlevel/_native*.so lowlevel/_native.c

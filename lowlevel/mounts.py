@@ -1,0 +1,259 @@
+"""Mounts: mount(2), umount2(2), pivot_root(2), mount_setattr(2), and
+resolving a path *inside* a root directory with openat2(RESOLVE_IN_ROOT).
+
+A container's mount destinations come from an untrusted spec and an
+untrusted rootfs: "/etc/../../x" or a symlink "/data -> /" must never lead
+out of the rootfs.  ``open_in_root`` asks the kernel to resolve the path
+as if the root directory were "/", then the runtime mounts onto the fd
+through its /proc/self/fd/N magic link, so nothing can swap a component
+for a symlink between the check and the mount.
+"""
+
+import errno
+import os
+import re
+import stat
+
+from ._ffi import ffi, lib
+from ._trace import check, error, proc_error, trace
+
+MS = {name: getattr(lib, name) for name in dir(lib) if name.startswith("MS_")}
+HAS_OPENAT2 = bool(lib.HAS_OPENAT2)
+HAS_MOUNT_SETATTR = bool(lib.HAS_MOUNT_SETATTR)
+RESOLVE_IN_ROOT = lib.RESOLVE_IN_ROOT
+RESOLVE_NO_MAGICLINKS = lib.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_XDEV = lib.RESOLVE_NO_XDEV
+AT_FDCWD = -100
+MOUNT_ATTR = {"ro": lib.MOUNT_ATTR_RDONLY, "nosuid": lib.MOUNT_ATTR_NOSUID,
+              "nodev": lib.MOUNT_ATTR_NODEV, "noexec": lib.MOUNT_ATTR_NOEXEC}
+
+
+def flag_names(flags):
+    names = [n for n, v in MS.items() if v and flags & v == v and n != "MS_SILENT"]
+    return "|".join(sorted(names)) or "0"
+
+
+def _c(s):
+    return ffi.NULL if s is None else os.fsencode(s)
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    """mount(2).  ``target`` may be a /proc/self/fd/N path."""
+    trace("mount", source=source, target=target, fstype=fstype,
+          flags=flag_names(flags), data=data)
+    check(lib.mount(_c(source), _c(target), _c(fstype), flags, _c(data)),
+          f"mount {source or fstype} on {target} ({flag_names(flags)})")
+
+
+def make_private(target="/", recursive=True):
+    """Stop mount events propagating to/from the host (MS_PRIVATE)."""
+    mount(None, target, None, MS["MS_PRIVATE"] | (MS["MS_REC"] if recursive else 0))
+
+
+def umount(target, flags=0):
+    """umount2(2); flags e.g. MNT_DETACH."""
+    trace("umount2", target=target, flags=flags)
+    check(lib.umount2(os.fsencode(target), flags), f"umount {target}")
+
+
+MNT_DETACH = lib.MNT_DETACH
+
+
+def pivot_root(new_root, put_old):
+    """pivot_root(2): make ``new_root`` the root, the old root goes to ``put_old``.
+
+    Called as pivot_root(".", ".") from inside new_root, the old root is
+    stacked on top of the new one and can be detached with umount(".",
+    MNT_DETACH) -- no directory for the old root is needed.
+    """
+    trace("pivot_root", new_root=new_root, put_old=put_old)
+    check(lib.barerun_pivot_root(os.fsencode(new_root), os.fsencode(put_old)),
+          f"pivot_root {new_root} (old root to {put_old})")
+
+
+def mount_setattr(path, *, set_flags=(), clear_flags=(), recursive=False, dirfd=AT_FDCWD):
+    """mount_setattr(2): change ro/nosuid/nodev/noexec of a mount (tree).
+
+    Unlike a MS_REMOUNT|MS_BIND, it applies to a whole tree with
+    AT_RECURSIVE in one call.  Flags are names from MOUNT_ATTR ("ro", ...).
+    """
+    set_flags = (set_flags,) if isinstance(set_flags, str) else tuple(set_flags)
+    clear_flags = (clear_flags,) if isinstance(clear_flags, str) else tuple(clear_flags)
+    aset = _attrs(set_flags)
+    aclr = _attrs(clear_flags)
+    flags = lib.AT_RECURSIVE if recursive else 0
+    trace("mount_setattr", path=path, set=list(set_flags), clear=list(clear_flags),
+          recursive=recursive)
+    what = (f"mount_setattr {path} (set {','.join(set_flags) or '-'}, "
+            f"clear {','.join(clear_flags) or '-'}{', recursive' if recursive else ''})")
+    check(lib.barerun_mount_setattr(dirfd, os.fsencode(path), flags, aset, aclr, 0), what)
+
+
+def _attrs(names):
+    mask = 0
+    for n in names:
+        try:
+            mask |= MOUNT_ATTR[n]
+        except KeyError:
+            raise ValueError(f"unknown mount attribute {n!r} "
+                             f"(known: {', '.join(MOUNT_ATTR)})") from None
+    return mask
+
+
+def openat2(dirfd, path, flags, mode=0, resolve=0):
+    """openat2(2) with resolve flags (RESOLVE_IN_ROOT ...)."""
+    trace("openat2", dirfd=dirfd, path=path, flags=flags, resolve=resolve)
+    fd = lib.barerun_openat2(dirfd, os.fsencode(path), flags | os.O_CLOEXEC, mode, resolve)
+    if fd == -1:
+        err = ffi.errno
+        raise error(err, f"openat2 {path}{_in_dir(dirfd)}{_resolve_names(resolve)}")
+    return fd
+
+
+def _in_dir(dirfd):
+    """" in /the/dir (fd N)" for an error message; only computed on failure."""
+    if dirfd == AT_FDCWD:
+        return ""
+    try:
+        return f" in {os.readlink(fd_path(dirfd))} (fd {dirfd})"
+    except OSError:
+        return f" in fd {dirfd}"
+
+
+def _resolve_names(resolve):
+    names = [n for n in ("IN_ROOT", "BENEATH", "NO_SYMLINKS", "NO_MAGICLINKS", "NO_XDEV")
+             if resolve & getattr(lib, "RESOLVE_" + n)]
+    return f" (RESOLVE_{'|RESOLVE_'.join(names)})" if names else ""
+
+
+def open_root(root):
+    """An O_PATH directory fd for a root directory."""
+    try:
+        return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise error(exc.errno, f"open root {root}") from None
+
+
+def open_in_root(root_fd, path, flags=os.O_PATH, mode=0):
+    """Open ``path`` resolved inside the directory ``root_fd``.
+
+    "..", absolute symlinks and relative symlinks all stay within the root
+    (RESOLVE_IN_ROOT); magic links (/proc/self/...) are refused.
+    """
+    rel = path.lstrip("/") or "."
+    return openat2(root_fd, rel, flags, mode,
+                   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+
+def fd_path(fd):
+    """The magic link naming an open fd: a safe mount target."""
+    return f"/proc/self/fd/{fd}"
+
+
+def resolve_in_root(root, path):
+    """The host path that ``path`` names inside ``root`` (symlinks stay in)."""
+    rfd = open_root(root)
+    try:
+        fd = open_in_root(rfd, path)
+        try:
+            real = os.readlink(fd_path(fd))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(rfd)
+    return real
+
+
+def mkdir_in_root(root_fd, path, mode=0o755, *, file=False):
+    """Create ``path`` (and its parents) inside root_fd; returns an O_PATH fd.
+
+    Every component is created with mkdirat relative to the fd of its parent,
+    which itself was opened with RESOLVE_IN_ROOT, so a symlink in the rootfs
+    cannot redirect the creation outside.  With ``file=True`` the last
+    component is an empty file (a bind-mount target for a file).
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    try:
+        return open_in_root(root_fd, path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+    cur = os.dup(root_fd)
+    done = ""
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            done += "/" + part
+            try:
+                nxt = open_in_root(root_fd, done)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                trace("mkdirat" if not (last and file) else "mknodat", path=done)
+                try:
+                    if last and file:
+                        fd = os.open(part, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW,
+                                     0o644, dir_fd=_dirfd(cur))
+                        os.close(fd)
+                    else:
+                        os.mkdir(part, mode, dir_fd=_dirfd(cur))
+                except FileExistsError:
+                    pass
+                except OSError as exc2:
+                    raise error(exc2.errno, f"create {done} in container root") from None
+                try:
+                    nxt = open_in_root(root_fd, done)
+                except FileNotFoundError:
+                    # it exists, yet cannot be resolved: a symlink whose
+                    # target (inside the root) does not exist; never follow
+                    # it by hand
+                    raise error(errno.ENOENT, f"create {path} in container root: "
+                                f"{done} is a dangling symlink") from None
+            os.close(cur)
+            cur = nxt
+        return cur
+    except BaseException:
+        os.close(cur)
+        raise
+
+
+def _dirfd(fd):
+    """os.mkdir(dir_fd=) needs a real fd, not O_PATH on old kernels: reopen."""
+    return fd
+
+
+def is_dir_fd(fd):
+    return stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
+def mountinfo(pid="self"):
+    """Parse /proc/<pid>/mountinfo: a list of dicts (id, parent, major_minor,
+    root, mountpoint, options, optional (e.g. ["shared:1"]), fstype, source,
+    super_options), in the kernel's order (parents before children)."""
+    path = f"/proc/{pid}/mountinfo"
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise proc_error(exc.errno, pid, f"read {path}") from None
+    out = []
+    for line in data.decode("utf-8", "surrogateescape").splitlines():
+        left, _, right = line.partition(" - ")
+        a = left.split(" ")
+        b = right.split(" ")
+        out.append({
+            "id": int(a[0]), "parent": int(a[1]), "major_minor": a[2],
+            "root": _unescape(a[3]), "mountpoint": _unescape(a[4]), "options": a[5],
+            "optional": a[6:],
+            "fstype": b[0], "source": _unescape(b[1]) if len(b) > 1 else "",
+            "super_options": _unescape(b[2]) if len(b) > 2 else "",
+        })
+    return out
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(s):
+    """Undo the kernel's octal escapes (\\040 for space, \\134 for \\ ...)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), s)

@@ -1,0 +1,215 @@
+"""Namespaces: clone3/clone, unshare, setns, and /proc/<pid>/ns introspection.
+
+A namespace type is named as in OCI and /proc/<pid>/ns: "mnt" (also
+"mount"), "uts", "ipc", "net" ("network"), "pid", "user", "cgroup", "time".
+"""
+
+import errno
+import os
+import threading
+from dataclasses import dataclass
+
+from ._ffi import ffi, lib
+from ._trace import check, error, proc_error, trace
+
+# /proc/<pid>/ns file name -> CLONE_NEW* flag
+FLAGS = {
+    "mnt": lib.CLONE_NEWNS,
+    "uts": lib.CLONE_NEWUTS,
+    "ipc": lib.CLONE_NEWIPC,
+    "net": lib.CLONE_NEWNET,
+    "pid": lib.CLONE_NEWPID,
+    "user": lib.CLONE_NEWUSER,
+    "cgroup": lib.CLONE_NEWCGROUP,
+    "time": lib.CLONE_NEWTIME,
+}
+# OCI's names for the same namespaces
+OCI_NAMES = {"mount": "mnt", "network": "net"}
+
+CLONE_PIDFD = lib.CLONE_PIDFD
+CLONE_INTO_CGROUP = lib.CLONE_INTO_CGROUP
+HAS_CLONE3 = bool(lib.HAS_CLONE3)
+
+# the legacy clone() path runs the child on one static stack (CLONE_VM |
+# CLONE_VFORK): two threads spawning at once would share it
+_legacy_clone_lock = threading.Lock()
+
+
+def ns_name(name):
+    """The /proc/<pid>/ns name for an OCI or kernel namespace name."""
+    name = OCI_NAMES.get(name, name)
+    if name not in FLAGS:
+        raise ValueError(f"unknown namespace type {name!r}")
+    return name
+
+
+def flags_for(names):
+    """The CLONE_NEW* bit mask for an iterable of namespace names."""
+    mask = 0
+    for name in names:
+        mask |= FLAGS[ns_name(name)]
+    return mask
+
+
+def names_for(flags):
+    return [name for name, bit in FLAGS.items() if flags & bit]
+
+
+def describe(flags):
+    """Namespace flags for a message: "uts|net", unknown bits in hex."""
+    names = names_for(flags)
+    rest = flags & ~flags_for(names)
+    if rest:
+        names.append(hex(rest))
+    return "|".join(names) or "0"
+
+
+def unshare(flags):
+    """unshare(2): move the calling process into new namespaces."""
+    trace("unshare", flags=names_for(flags))
+    check(lib.unshare(flags), f"unshare {describe(flags)}")
+
+
+def setns(fd, nstype=0):
+    """setns(2) by a namespace fd (/proc/<pid>/ns/<x>) or by a pidfd.
+
+    With a pidfd, ``nstype`` may hold several CLONE_NEW* flags at once: the
+    caller enters all of them atomically (kernel >= 5.8).
+    """
+    trace("setns", fd=fd, nstype=names_for(nstype))
+    check(lib.setns(fd, nstype), f"setns fd {fd} {describe(nstype) if nstype else 'any'}")
+
+
+def setns_pidfd(pidfd, pid, names):
+    """Join namespace ``names`` of process ``pid`` (whose pidfd is given).
+
+    Tries one setns(pidfd, all flags); on a kernel without pidfd setns
+    (EINVAL) falls back to ``setns_each``.
+    """
+    names = [ns_name(n) for n in names]
+    if not names:
+        return
+    try:
+        setns(pidfd, flags_for(names))
+        return
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: kernel too old for pidfd setns
+            raise
+    setns_each(pid, names)
+
+
+def setns_each(pid, names):
+    """Join namespaces ``names`` of ``pid`` one by one through
+    /proc/<pid>/ns/<name>, the user namespace first as the kernel requires.
+
+    Every namespace file is opened before the first setns: once inside the
+    target's mount (or user) namespace, /proc/<pid> may name another
+    process or nothing at all.
+    """
+    names = list(dict.fromkeys(ns_name(n) for n in names))
+    names.sort(key=lambda n: n != "user")
+    fds = []
+    try:
+        for name in names:
+            fds.append(open_ns(pid, name))
+        for name, fd in zip(names, fds):
+            setns(fd, FLAGS[name])
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def open_ns(pid, name):
+    """An O_RDONLY|O_CLOEXEC fd for /proc/<pid>/ns/<name>."""
+    path = f"/proc/{pid}/ns/{ns_name(name)}"
+    trace("open", path=path)
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise proc_error(exc.errno, pid, f"open namespace {path}") from None
+
+
+@dataclass(frozen=True)
+class NsId:
+    """A namespace identity: its type and inode (as in "uts:[4026531838]")."""
+    type: str
+    inode: int
+
+
+def ns_id(pid, name):
+    """The identity of process ``pid``'s namespace ``name``."""
+    path = f"/proc/{pid}/ns/{ns_name(name)}"
+    try:
+        link = os.readlink(path)
+    except OSError as exc:
+        raise proc_error(exc.errno, pid, f"readlink {path}") from None
+    kind, _, rest = link.partition(":[")
+    return NsId(kind, int(rest.rstrip("]")))
+
+
+def namespaces_of(pid):
+    """Every namespace of ``pid``: {name: NsId}.
+
+    A namespace type the kernel lacks is left out; a process that does
+    not exist is an error (ESRCH), not an empty answer.
+    """
+    out = {}
+    for name in FLAGS:
+        try:
+            out[name] = ns_id(pid, name)
+        except FileNotFoundError:
+            pass  # a kernel without that namespace type
+    return out
+
+
+def _cstrings(items):
+    keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    return keep, ffi.new("char *[]", keep + [ffi.NULL])
+
+
+def spawn(argv, *, flags=0, env=None, cgroup_fd=None, use_clone3=None):
+    """clone3 (or clone) a child that execve()s ``argv`` at once, in C.
+
+    The child runs no Python: it is made by a raw syscall, so it may use
+    namespace flags (CLONE_NEW*) and CLONE_INTO_CGROUP (with ``cgroup_fd``,
+    a cgroup v2 directory fd) that os.fork cannot.  Returns (pid, pidfd);
+    the pidfd is close-on-exec and the caller owns it.
+    ``argv[0]`` is the program's path (no $PATH search).
+    ``use_clone3=False`` forces the legacy clone() path, which cannot place
+    the child in a cgroup: combined with ``cgroup_fd`` it is a ValueError.
+    """
+    if not argv:
+        raise ValueError("spawn needs a non-empty argv")
+    if use_clone3 is None:
+        use_clone3 = HAS_CLONE3
+    if cgroup_fd is not None and not use_clone3:
+        raise ValueError("spawn: cgroup_fd (CLONE_INTO_CGROUP) needs clone3")
+    flags |= CLONE_PIDFD
+    if cgroup_fd is not None:
+        flags |= CLONE_INTO_CGROUP
+    path = argv[0]
+    # the child can only report a failed execve as exit status 127: check
+    # the program here so the usual mistake gets a precise error
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        err = errno.ENOENT if not os.path.exists(path) else errno.EACCES
+        raise error(err, f"spawn {path}")
+    envl = [f"{k}={v}" for k, v in (os.environ if env is None else env).items()]
+    keep_a, c_argv = _cstrings(argv)
+    keep_e, c_envp = _cstrings(envl)
+    pidfd = ffi.new("int *", -1)
+    trace("clone3" if use_clone3 else "clone", flags=names_for(flags),
+          cgroup_fd=cgroup_fd, argv=list(argv))
+    if use_clone3:
+        pid = lib.barerun_spawn(flags, -1 if cgroup_fd is None else cgroup_fd, pidfd,
+                                1, os.fsencode(path), c_argv, c_envp)
+    else:
+        with _legacy_clone_lock:
+            pid = lib.barerun_spawn(flags, -1, pidfd, 0, os.fsencode(path), c_argv, c_envp)
+    if pid == -1:
+        what = f"{'clone3' if use_clone3 else 'clone'} {path} ({describe(flags & ~CLONE_PIDFD & ~CLONE_INTO_CGROUP)}"
+        if cgroup_fd is not None:
+            what += f", into cgroup fd {cgroup_fd}"
+        raise error(ffi.errno, what + ")")
+    del keep_a, keep_e
+    os.set_inheritable(pidfd[0], False)
+    return pid, pidfd[0]

@@ -1,0 +1,43 @@
+"""cffi build script (API mode): one compiled module, lowlevel._native.
+
+Run by setuptools through `cffi_modules` in pyproject.toml at install time.
+"""
+
+import importlib.util
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# must match lowlevel/_ffi.py; bump when a binding changes
+NATIVE_VERSION = "1"
+
+
+def _load(name):
+    path = os.path.join(HERE, "bindings", name + ".py")
+    spec = importlib.util.spec_from_file_location("barerun_binding_" + name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_ffi():
+    index = _load("__init__")
+    mods = [_load(name) for name in index.MODULES]
+    ffi = FFI()
+    ffi.cdef("static const char *const BARERUN_NATIVE_VERSION;")
+    for mod in mods:
+        ffi.cdef(mod.TYPES)
+        ffi.cdef(mod.FUNCTIONS)
+    source = "#define _GNU_SOURCE 1\n"
+    source += "".join(mod.INCLUDES for mod in mods)
+    source += 'static const char *const BARERUN_NATIVE_VERSION = "%s";\n' % NATIVE_VERSION
+    source += "".join(mod.CUSTOMIZATIONS for mod in mods)
+    ffi.set_source("lowlevel._native", source, extra_compile_args=["-O2", "-Wall"])
+    return ffi
+
+
+ffibuilder = build_ffi()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,41 @@
+"""barerun: an OCI container runtime that talks to the Linux kernel directly.
+
+The public API (containerd's original runtime Container interface)::
+
+    import runtime
+    c = runtime.create("web", "/path/to/bundle", io=runtime.IO(stdout="/tmp/out"))
+    c.start(); c.state(); c.kill(15); c.wait(); c.delete()
+
+Everything not exported here is private.
+"""
+
+from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize, State,
+                        list_containers, load)
+from .create import create as _create
+from .errors import (AlreadyExists, CheckpointError, ChildError, ContainerError, InvalidId,
+                     InvalidSpec, InvalidState, NotFound)
+from .io import IO
+from .status import Status
+from .store import DEFAULT_ROOT
+
+__version__ = "0.1.0"
+
+
+def create(id, bundle, *, root=DEFAULT_ROOT, io=None, checkpoint=None, **kwargs):
+    """Create container ``id`` from the OCI bundle at ``bundle``.
+
+    Returns a Container in CREATED status: namespaces made, root pivoted,
+    mounts and cgroups in place, its init waiting just before execve.
+    ``io`` is an IO (paths, fds or None for /dev/null).  With
+    ``checkpoint`` (a checkpoint directory) the container is restored from
+    it on start().
+    """
+    return _create(id, bundle, root=root, io=io, checkpoint=checkpoint, **kwargs)
+
+
+__all__ = [
+    "create", "load", "list_containers", "Container", "ContainerInfo", "ContainerRecord",
+    "State", "Status", "IO", "ConsoleSize", "ContainerError", "NotFound", "AlreadyExists",
+    "InvalidSpec", "InvalidState", "InvalidId", "CheckpointError", "ChildError",
+    "DEFAULT_ROOT",
+]

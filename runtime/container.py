@@ -1,0 +1,358 @@
+"""A container and the operations on it (containerd's Container interface).
+
+The status always comes from the kernel, not from a cached word: the init
+process identity (pid + start time, so a reused pid is never mistaken for
+the container), the exec fifo (present until start), the freezer state.
+"""
+
+import errno
+import os
+import signal as _signal
+import time
+from dataclasses import dataclass
+
+from lowlevel import cgroups
+from lowlevel import pidfd as P
+
+from .errors import ContainerError, InvalidState, NotFound
+from .status import Status, require
+from .store import Store, list_ids
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    runtime: str
+    spec: bytes
+
+
+@dataclass(frozen=True)
+class State:
+    status: Status
+    pid: int
+
+
+@dataclass(frozen=True)
+class ConsoleSize:
+    width: int
+    height: int
+
+
+RUNTIME_NAME = "barerun"
+
+
+def _signum(sig):
+    if isinstance(sig, str):
+        name = sig.upper()
+        if name.isdigit():
+            return int(name)
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            return int(_signal.Signals[name])
+        except KeyError:
+            raise ContainerError(f"unknown signal {sig!r}") from None
+    return int(sig)
+
+
+class Container:
+    """One container.  Made by runtime.create() or runtime.load()."""
+
+    def __init__(self, store, state, *, spec=None, child_pid=None, stdio=None):
+        self._store = store
+        self._st = state
+        self._spec = spec
+        self._child_pid = child_pid  # set when this process forked the init
+        self._stdio = stdio
+        self._exit_status = state.get("exit_status")
+        self.processes_io = {}
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def id(self):
+        return self._store.id
+
+    @property
+    def pid(self):
+        return self._st.get("pid", 0)
+
+    @property
+    def bundle(self):
+        return self._st.get("bundle", "")
+
+    @property
+    def cgroup(self):
+        return cgroups.Cgroup(self._st["cgroup"]) if self._st.get("cgroup") else None
+
+    def _reload(self):
+        self._st = self._store.read()
+        return self._st
+
+    def info(self):
+        """ContainerInfo(id, runtime, spec bytes of config.json as created)."""
+        path = os.path.join(self.bundle, "config.json")
+        try:
+            with open(path, "rb") as f:
+                spec = f.read()
+        except OSError:
+            spec = b""
+        return ContainerInfo(self.id, RUNTIME_NAME, spec)
+
+    # ------------------------------------------------------------ status
+
+    def _init_alive(self):
+        pid = self._st.get("pid") or 0
+        if pid <= 0:
+            return False
+        return P.ProcessId(pid, self._st.get("start_time", 0)).alive()
+
+    def status(self):
+        st = self._reload()
+        if not self._init_alive():
+            if st.get("status") == "creating" and st.get("pid", 0) == 0:
+                return Status.STOPPED
+            return Status.STOPPED
+        if os.path.exists(self._store.fifo_path):
+            return Status.CREATED
+        cg = self.cgroup
+        if cg is not None:
+            try:
+                if cg.state() in ("FROZEN", "FREEZING"):
+                    return Status.PAUSED
+            except OSError:
+                pass
+        return Status.RUNNING
+
+    def state(self):
+        status = self.status()
+        return State(status, self.pid if status != Status.STOPPED else 0)
+
+    # ------------------------------------------------------------ start
+
+    def start(self):
+        """Release the init waiting in CREATED: it execs the program."""
+        with self._store:
+            status = self.status()
+            require(status, "start", self.id)
+            try:
+                fd = os.open(self._store.fifo_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    raise InvalidState(f"container {self.id}: the init process is gone",
+                                       Status.STOPPED) from None
+                raise ContainerError(f"container {self.id}: open {self._store.fifo_path}: "
+                                     f"{exc.strerror}") from None
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            os.unlink(self._store.fifo_path)
+            self._st["status"] = "running"
+            self._store.write(self._st)
+
+    # ------------------------------------------------------------ signals
+
+    def _init_pidfd(self):
+        """A pidfd for the init, checked to still be the same process."""
+        pid = self.pid
+        try:
+            fd = P.pidfd_open(pid)
+        except OSError:
+            raise InvalidState(f"container {self.id}: container not running",
+                               Status.STOPPED) from None
+        if not self._init_alive():
+            os.close(fd)
+            raise InvalidState(f"container {self.id}: container not running", Status.STOPPED)
+        return fd
+
+    def kill(self, signal, pid=0, all=False):
+        """Signal the init (pid 0), one process of the container, or all."""
+        sig = _signum(signal)
+        status = self.status()
+        require(status, "kill", self.id)
+        if all:
+            self.cgroup.kill_all(sig)
+            return
+        if pid in (0, self.pid):
+            fd = self._init_pidfd()
+            try:
+                P.send_signal(fd, sig, self.pid)
+            finally:
+                os.close(fd)
+            return
+        proc = self._exec_procs().get(pid)
+        if proc is not None:
+            proc.kill(sig)
+            return
+        try:
+            fd = P.pidfd_open(pid)
+        except OSError:
+            raise NotFound(f"container {self.id}: no process {pid}") from None
+        try:
+            if pid not in self.processes():
+                raise NotFound(f"container {self.id}: process {pid} is not in the container")
+            P.send_signal(fd, sig, pid)
+        finally:
+            os.close(fd)
+
+    def _exec_procs(self):
+        return getattr(self, "_execs", {})
+
+    # ------------------------------------------------------------ wait
+
+    def wait(self, timeout=None):
+        """The exit status of the init (128+signal for a signal death).
+
+        The exit status can only be read by the init's parent (the process
+        that created the container) or a subreaper it was re-parented to.
+        From any other process this still waits for the exit, and returns
+        the status recorded in state.json when one was, else -1.
+        Raises TimeoutError when ``timeout`` seconds pass first.
+        """
+        if self._exit_status is not None:
+            return self._exit_status
+        pid = self.pid
+        recorded = self._st.get("exit_status")
+        fd = None
+        if pid > 0 and P.ProcessId(pid, self._st.get("start_time", 0)).same_process():
+            try:
+                fd = P.pidfd_open(pid)
+            except OSError:
+                fd = None
+        if fd is None:
+            self._reap()
+            if self._exit_status is not None:
+                return self._exit_status
+            self._reload()
+            recorded = self._st.get("exit_status")
+            return -1 if recorded is None else recorded
+        try:
+            if not P.wait_exit(fd, timeout):
+                raise TimeoutError(f"container {self.id}: still running after {timeout} s")
+            try:
+                status = P.waitid(fd)
+            except ChildProcessError:
+                status = -1
+            except OSError as exc:
+                if exc.errno != errno.ECHILD:
+                    raise
+                status = -1
+        finally:
+            os.close(fd)
+        if self._stdio is not None:
+            self._stdio.join()
+        if status != -1:
+            self._exit_status = status
+            self._record_exit(status)
+        return status
+
+    def _record_exit(self, status):
+        try:
+            with self._store:
+                st = self._store.read()
+                st["exit_status"] = status
+                st["status"] = "stopped"
+                self._store.write(st)
+                self._st = st
+        except (ContainerError, OSError):
+            pass
+
+    # ------------------------------------------------------------ delete
+
+    def delete(self, force=False):
+        """Remove the container: its processes (with force), cgroup, state."""
+        with self._store:
+            status = self.status()
+            if status == Status.CREATED:
+                force = True  # like runc: deleting a created container kills its init
+            require(status, "delete_force" if force else "delete", self.id)
+            cg = self.cgroup
+            if status != Status.STOPPED or (cg is not None and cg.exists() and cg.procs()):
+                self._kill_everything(cg)
+            self._reap()
+            if cg is not None:
+                try:
+                    cg.remove()
+                except OSError as exc:
+                    raise ContainerError(f"container {self.id}: remove cgroup {cg.rel}: {exc}") from None
+            if self._stdio is not None:
+                self._stdio.close_stdin()
+            self._store.remove()
+
+    def _kill_everything(self, cg):
+        if self._init_alive():
+            try:
+                fd = P.pidfd_open(self.pid)
+                try:
+                    P.send_signal(fd, _signal.SIGKILL, self.pid)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        if cg is not None and cg.exists():
+            try:
+                cg.kill_all(_signal.SIGKILL)
+            except OSError:
+                pass
+            deadline = time.monotonic() + 5
+            while cg.procs() and time.monotonic() < deadline:
+                self._reap(block=False)
+                time.sleep(0.001)
+
+    def _reap(self, block=True):
+        """Collect the init's exit status if this process is its parent."""
+        if self._child_pid is None or self._exit_status is not None:
+            return
+        try:
+            pid, status = os.waitpid(self._child_pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            self._child_pid = None
+            return
+        if pid:
+            self._exit_status = os.waitstatus_to_exitcode(status)
+            if self._exit_status < 0:
+                self._exit_status = 128 - self._exit_status
+            self._child_pid = None
+
+    # ------------------------------------------------------------ processes
+
+    def processes(self):
+        """Every host pid in the container's cgroup."""
+        cg = self.cgroup
+        if cg is None or not cg.exists():
+            return []
+        return cg.procs()
+
+    def __repr__(self):
+        return f"<Container {self.id} pid={self.pid}>"
+
+
+def load(cid, *, root=None):
+    """The container ``cid`` as recorded under ``root``."""
+    store = Store(root, cid)
+    if not store.exists():
+        raise NotFound(f"container {cid} does not exist")
+    return Container(store, store.read())
+
+
+def list_containers(*, root=None):
+    """A record per container: id, pid, status, bundle, created."""
+    out = []
+    for cid in list_ids(root):
+        try:
+            c = load(cid, root=root)
+            st = c.state()
+        except ContainerError:
+            continue
+        out.append(ContainerRecord(cid, st.pid, st.status, c.bundle, c._st.get("created", "")))
+    return out
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str
+    pid: int
+    status: Status
+    bundle: str
+    created: str

@@ -1,0 +1,254 @@
+"""create: from an OCI bundle to an init process waiting before execve.
+
+Parent side, in order (each step traced through the lowlevel calls):
+
+1. check the id, read and check config.json (nothing made yet);
+2. make <root>/<id>/ and lock it; write a first state.json naming the
+   cgroup, so `delete --force` can clean up after a runtime killed here;
+3. make the cgroup in every hierarchy and write the resource limits;
+4. make the exec fifo the init will wait on;
+5. fork the init: for a new pid namespace the parent itself unshares
+   CLONE_NEWPID, so its next child becomes pid 1 of that namespace and
+   stays the parent's own child (wait() can reap it), then goes back to
+   its own pid namespace; the child does the rest (init.py);
+6. read the child's report: "ready", or the failed step with errno/path;
+7. record pid + start time in state.json: status CREATED.
+
+Any failure undoes everything made so far: nothing is left behind.
+"""
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from lowlevel import cgroups
+from lowlevel import namespaces as N
+from lowlevel import pidfd as P
+
+from . import io as _io
+from .errors import ChildError, ContainerError, InvalidSpec
+from .spec import Process, Spec, load_bundle
+from .store import Store
+
+_own_pidns = None
+
+
+def own_pidns_fd():
+    global _own_pidns
+    if _own_pidns is None:
+        _own_pidns = N.open_ns("self", "pid")
+    return _own_pidns
+
+
+@dataclass
+class InitPlan:
+    """What the forked init needs: everything decided before the fork."""
+    spec: Spec
+    process: Process
+    report_fd: int
+    fifo_path: str | None
+    cgroup: object
+    stdio: list
+    preserve_fds: int = 0
+    console_fd: int | None = None
+    close_fds: tuple = ()  # parent-only fds to close first (the state lock)
+
+
+def cgroup_path(spec, cid):
+    return spec.cgroups_path or f"barerun/{cid}"
+
+
+def to_cgroup_resources(res):
+    return cgroups.Resources(
+        memory_limit=res.memory_limit, memory_reservation=res.memory_reservation,
+        memory_swap=res.memory_swap, cpu_shares=res.cpu_shares, cpu_quota=res.cpu_quota,
+        cpu_period=res.cpu_period, cpuset_cpus=res.cpuset_cpus, cpuset_mems=res.cpuset_mems,
+        pids_limit=res.pids_limit)
+
+
+def apply_device_rules(cg, rules):
+    """linux.resources.devices on a v1 devices hierarchy (deny/allow lists)."""
+    path = cg.paths.get("devices")
+    if not path or not rules:
+        return
+    from lowlevel.cgroups import _fs
+    for allow, kind, major, minor, access in rules:
+        rule = f"{kind} {'*' if major in (None, -1) else major}:" \
+               f"{'*' if minor in (None, -1) else minor} {access}"
+        if kind == "a":
+            rule = "a"
+        _fs.write(os.path.join(path, "devices.allow" if allow else "devices.deny"), rule)
+
+
+def fork_init(plan):
+    """Fork the container's init; returns its host pid.
+
+    The new pid namespace (or the one named by path) is entered by the
+    parent for its children only (pid_for_children), so the fork lands in
+    it; the parent then returns to its own.
+    """
+    ns = plan.spec.namespaces
+    switched = False
+    if "pid" in ns:
+        if ns["pid"]:
+            fd = os.open(ns["pid"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                own_pidns_fd()
+                N.setns(fd, N.FLAGS["pid"])
+            except OSError as exc:
+                raise InvalidSpec("linux.namespaces", f"join pid namespace {ns['pid']}: {exc}") from None
+            finally:
+                os.close(fd)
+        else:
+            own_pidns_fd()
+            N.unshare(N.FLAGS["pid"])
+        switched = True
+    try:
+        pid = os.fork()
+        if pid == 0:
+            for fd in plan.close_fds:
+                os.close(fd)  # a held flock would outlive the parent
+            _io.set_child_stdio(plan.stdio)
+            from .init import run_init
+            run_init(plan)  # never returns
+            os._exit(1)
+    finally:
+        if switched and pid != 0:
+            N.setns(own_pidns_fd(), N.FLAGS["pid"])
+    return pid
+
+
+def read_report(fd, pid):
+    """Read the child's report: returns when it is ready, raises ChildError."""
+    import json
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:  # pragma: no cover
+            continue
+        if not chunk:
+            break
+        buf += chunk
+        if buf.endswith(b"\n"):
+            break
+    for line in buf.splitlines():
+        msg = json.loads(line)
+        if msg.get("ready"):
+            return
+        if "error" in msg:
+            e = msg["error"]
+            text = e["message"]
+            if e.get("path") and e["path"] not in text:
+                text = f"{e['path']}: {text}"
+            raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
+    # EOF without a word: the child died
+    try:
+        _, status = os.waitpid(pid, 0)
+        how = (f"exit status {os.waitstatus_to_exitcode(status)}")
+    except ChildProcessError:
+        how = "unknown status"
+    raise ChildError("init", f"the init process (pid {pid}) died before it was ready ({how})")
+
+
+def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
+           preserve_fds=0, console_socket=None):
+    """Create container ``cid`` from ``bundle``; see runtime.create."""
+    from .container import Container
+    store = Store(root, cid)
+    spec = load_bundle(bundle)
+    if checkpoint is not None:
+        from .restore import prepare_restore
+        return prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
+                               console_socket=console_socket)
+    if spec.process.terminal and (io is None or not io.terminal) and console_socket is None:
+        raise InvalidSpec("process.terminal", "a terminal needs IO(terminal=True) "
+                          "or a --console-socket")
+    store.create()
+    cg = None
+    pid = None
+    stdio = None
+    r = w = None
+    try:
+        store.lock()
+        cgpath = cgroup_path(spec, cid)
+        state = {
+            "id": cid, "status": "creating", "pid": 0, "start_time": 0,
+            "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": cgpath,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) +
+                       f".{time.time_ns() % 1_000_000_000:09d}Z",
+            "annotations": spec.annotations, "owner": "",
+            "new_pidns": "pid" in spec.namespaces and not spec.namespaces["pid"],
+        }
+        store.write(state)
+        cg = cgroups.Cgroup(cgpath)
+        cg.create()
+        cres = to_cgroup_resources(spec.resources)
+        try:
+            cg.set_resources(cres)
+            apply_device_rules(cg, spec.resources.devices)
+        except OSError as exc:
+            raise InvalidSpec("linux.resources", str(exc)) from None
+        os.mkfifo(store.fifo_path, 0o600)
+        stdio = _io.open_stdio(io)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        plan = InitPlan(spec=spec, process=spec.process, report_fd=w,
+                        fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
+                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, r))
+        pid = fork_init(plan)
+        os.close(w)
+        w = None
+        stdio.close_child_side()
+        read_report(r, pid)
+        state.update(status="created", pid=pid, start_time=P.start_time(pid))
+        store.write(state)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        stdio.start()
+        c = Container(store, state, spec=spec, child_pid=pid, stdio=stdio)
+        store.unlock()
+        return c
+    except BaseException as exc:
+        _undo(store, cg, pid, stdio)
+        if isinstance(exc, OSError) and not isinstance(exc, ContainerError):
+            raise ContainerError(f"create {cid}: {exc}") from None
+        raise
+    finally:
+        for fd in (r, w):
+            if fd is not None:
+                os.close(fd)
+
+
+def _undo(store, cg, pid, stdio):
+    """A failed create leaves nothing: process, cgroup, state dir."""
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    if stdio is not None:
+        stdio.close_child_side()
+        stdio.close_stdin()
+    if cg is not None:
+        try:
+            cg.kill_all(signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            cg.remove()
+        except OSError:
+            pass
+    store.remove()
+
+
+def write_pid_file(path, pid):
+    """The pid, no newline (containerd reads it with Atoi), written atomically."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)

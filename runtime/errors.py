@@ -1,0 +1,64 @@
+"""The one error family of barerun: every failure a user can see."""
+
+
+class ContainerError(Exception):
+    """Base of every barerun error; its text is meant for the user."""
+
+
+class NotFound(ContainerError):
+    """No container with that id (or no such bundle/checkpoint)."""
+
+
+class AlreadyExists(ContainerError):
+    """A container with that id exists already."""
+
+
+class InvalidSpec(ContainerError):
+    """config.json is malformed or asks for something unsupported.
+
+    ``field`` is the JSON path of the offending field, e.g. "process.args".
+    """
+
+    def __init__(self, field, message):
+        self.field = field
+        super().__init__(f"invalid spec: {field}: {message}" if field else f"invalid spec: {message}")
+
+
+class InvalidState(ContainerError):
+    """The operation is not legal in the container's current status."""
+
+    def __init__(self, message, status=None):
+        self.status = status
+        super().__init__(message)
+
+
+class InvalidId(ContainerError):
+    """A container id that barerun refuses before building any path."""
+
+
+class CheckpointError(ContainerError):
+    """CRIU failed; carries CRIU's message, the log path and its last lines."""
+
+    def __init__(self, message, log_path=None, log_tail=""):
+        self.log_path = log_path
+        self.log_tail = log_tail
+        text = message
+        if log_path:
+            text += f" (log: {log_path})"
+        if log_tail:
+            text += "\n" + log_tail
+        super().__init__(text)
+
+
+class ChildError(ContainerError):
+    """A step of the container's init process failed before exec.
+
+    ``step`` names the step ("mount", "pivot_root", "exec" ...), ``path`` the
+    object, ``errno`` the kernel's error number.
+    """
+
+    def __init__(self, step, message, errno=None, path=None):
+        self.step = step
+        self.errno = errno
+        self.path = path
+        super().__init__(f"container init: {step}: {message}")

@@ -1,0 +1,270 @@
+"""The container's init process, from fork to execve.
+
+``run_init`` runs in the child that os.fork() made (see create.py): pid 1
+of the container's new pid namespace.  Python may run here: this is a real
+fork, not a raw clone.  It never returns: it execs the container's program
+or reports the failed step to the parent through the report pipe and
+_exit()s.  The order of the steps is the order a reader should learn them:
+
+  non-dumpable -> join cgroups -> namespaces -> rootfs (mounts, devices,
+  pivot_root) -> hostname -> sysctl / oom_score_adj -> masked and
+  read-only paths -> rlimits -> user, groups, capabilities ->
+  no_new_privs -> close stray fds -> "ready" -> wait for start -> execve.
+"""
+
+import errno
+import json
+import os
+import signal
+
+from lowlevel import caps as C
+from lowlevel import namespaces as N
+from lowlevel import system as S
+
+from . import rootfs
+from .errors import InvalidSpec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Fail(Exception):
+    def __init__(self, step, exc=None, path=None, message=None):
+        self.step = step
+        self.path = path
+        self.errno = getattr(exc, "errno", None)
+        self.message = message or (str(exc) if exc else step)
+
+
+def report(fd, **msg):
+    data = (json.dumps(msg) + "\n").encode()
+    os.write(fd, data)
+
+
+def run_init(plan):
+    """Child side; ``plan`` is an InitPlan (see create.py).  Never returns."""
+    code = 1
+    try:
+        _init(plan)
+    except Fail as f:
+        _send_error(plan.report_fd, f.step, f.message, f.errno, f.path)
+    except rootfs.StepError as e:
+        _send_error(plan.report_fd, e.step, str(e.exc), getattr(e.exc, "errno", None), e.path)
+    except InvalidSpec as e:
+        _send_error(plan.report_fd, "spec", str(e), None, e.field)
+    except BaseException as e:  # noqa: BLE001 - report anything, never a traceback
+        _send_error(plan.report_fd, "init", f"{type(e).__name__}: {e}", getattr(e, "errno", None), None)
+    os._exit(code)
+
+
+def _send_error(fd, step, message, err, path):
+    try:
+        report(fd, error={"step": step, "message": message, "errno": err, "path": path})
+    except OSError:
+        pass
+
+
+def _init(plan):
+    spec = plan.spec
+    proc = plan.process
+    # Python's own signal settings must not reach the container's program:
+    # it ignores SIGPIPE/SIGXFSZ and handles SIGINT.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # 1. while this Python process is in the container's namespaces, its
+    #    /proc/<pid> must not be reachable from inside (it maps the host
+    #    interpreter); execve makes the new program dumpable again
+    C.set_dumpable(False)
+    # every inherited fd but stdio, the report pipe and the fds asked for
+    # gets close-on-exec (Python opens its own fds close-on-exec already)
+    keep = {0, 1, 2, plan.report_fd}
+    keep.update(range(3, 3 + plan.preserve_fds))
+    close_stray_fds(keep, plan.preserve_fds)
+    # 2. cgroups: join before a new cgroup namespace takes the current
+    #    cgroup as its root
+    if plan.cgroup is not None:
+        try:
+            plan.cgroup.attach(0)
+        except OSError as exc:
+            raise Fail("join cgroup", exc, plan.cgroup.rel) from None
+    # 3. namespaces (the pid namespace was chosen by the parent at fork)
+    new_flags = 0
+    for kind, path in spec.namespaces.items():
+        if kind == "pid":
+            continue
+        if path:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    N.setns(fd, N.FLAGS[N.ns_name(kind)])
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                raise Fail(f"join {kind} namespace", exc, path) from None
+        else:
+            new_flags |= N.FLAGS[N.ns_name(kind)]
+    if new_flags:
+        try:
+            N.unshare(new_flags)
+        except OSError as exc:
+            raise Fail("unshare", exc) from None
+    # the start fifo lives in the host's state dir: open it before pivot_root
+    fifo_fd = None
+    if plan.fifo_path:
+        try:
+            fifo_fd = os.open(plan.fifo_path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise Fail("open exec fifo", exc, plan.fifo_path) from None
+    # sysctls and oom_score_adj through the host's /proc, which already
+    # shows this process's new namespaces
+    for key, value in spec.sysctl.items():
+        try:
+            S.set_sysctl(key, value)
+        except OSError as exc:
+            raise Fail(f"sysctl {key}", exc, "/proc/sys/" + key.replace(".", "/")) from None
+    if proc.oom_score_adj is not None:
+        try:
+            S.set_oom_score_adj(proc.oom_score_adj)
+        except OSError as exc:
+            raise Fail("oom_score_adj", exc, "/proc/self/oom_score_adj") from None
+    # 4. the root filesystem
+    if "mount" in spec.namespaces and not spec.namespaces["mount"]:
+        rootfs.prepare(spec)
+    else:
+        try:
+            os.chroot(spec.rootfs)
+            os.chdir("/")
+        except OSError as exc:
+            raise Fail("chroot", exc, spec.rootfs) from None
+    # 5. hostname
+    if spec.hostname is not None:
+        try:
+            S.sethostname(spec.hostname)
+        except OSError as exc:
+            raise Fail("sethostname", exc, spec.hostname) from None
+    if spec.domainname is not None:
+        try:
+            S.setdomainname(spec.domainname)
+        except OSError as exc:
+            raise Fail("setdomainname", exc, spec.domainname) from None
+    if "mount" in spec.namespaces and not spec.namespaces["mount"]:
+        rootfs.finish(spec)
+    prepare_process(proc, plan.console_fd)
+    exe = find_executable(proc)
+    report(plan.report_fd, ready=True)
+    os.close(plan.report_fd)
+    if fifo_fd is not None:
+        while True:
+            try:
+                got = os.read(fifo_fd, 1)
+            except InterruptedError:  # pragma: no cover
+                continue
+            if got:
+                break
+        os.close(fifo_fd)
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    try:
+        os.execve(exe, proc.args, env)
+    except OSError as exc:
+        os.write(2, f"barerun: exec {proc.args[0]}: {exc.strerror}\n".encode())
+        os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+
+def prepare_process(proc, console_fd=None):
+    """rlimits, terminal, cwd, groups, uid/gid, capabilities, no_new_privs:
+    shared by the init and by exec'd processes."""
+    for name, soft, hard in proc.rlimits:
+        try:
+            S.setrlimit(name, soft, hard)
+        except OSError as exc:
+            raise Fail(f"setrlimit {name}", exc, message=str(exc)) from None
+    if console_fd is not None:
+        from lowlevel import tty
+        try:
+            os.setsid()
+            tty.set_controlling_tty(console_fd)
+            for i in (0, 1, 2):
+                os.dup2(console_fd, i)
+            if console_fd > 2:
+                os.close(console_fd)
+        except OSError as exc:
+            raise Fail("set up the console", exc) from None
+    user = proc.user
+    if user.umask is not None:
+        os.umask(user.umask)
+    else:
+        os.umask(0o022)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as exc:
+        if user.uid == 0:
+            raise Fail("chdir to process.cwd", exc, proc.cwd) from None
+    capset = proc.capabilities
+    try:
+        if capset is not None:
+            C.bounding_drop(capset.get("bounding", []))
+        C.set_keepcaps(True)
+        os.setgroups(user.additional_gids)
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as exc:
+        raise Fail("set user", exc, f"uid={user.uid} gid={user.gid}") from None
+    if user.uid != 0:
+        try:
+            os.chdir(proc.cwd)
+        except OSError as exc:
+            raise Fail("chdir to process.cwd", exc, proc.cwd) from None
+    if capset is not None:
+        try:
+            C.set_caps(effective=capset.get("effective", []),
+                       permitted=capset.get("permitted", []),
+                       inheritable=capset.get("inheritable", []))
+            C.ambient_clear()
+            # as runc: an ambient capability the process cannot hold
+            # (not both permitted and inheritable) is skipped, not fatal
+            allowed = set(capset.get("permitted", [])) & set(capset.get("inheritable", []))
+            ambient = [c for c in capset.get("ambient", []) if c in allowed]
+            if ambient:
+                C.ambient_raise(ambient)
+        except (OSError, ValueError) as exc:
+            raise Fail("set capabilities", exc) from None
+    C.set_keepcaps(False)
+    if proc.no_new_privileges:
+        C.set_no_new_privs()
+
+
+def find_executable(proc):
+    """Resolve process.args[0] through the PATH of process.env, as execvp
+    would, so a missing program fails create, not start."""
+    prog = proc.args[0]
+    if "/" in prog:
+        if not os.access(prog, os.X_OK):
+            err = errno.ENOENT if not os.path.exists(prog) else errno.EACCES
+            raise Fail("exec", OSError(err, os.strerror(err)), prog,
+                       message=f"exec: {prog!r}: {os.strerror(err)}")
+        return prog
+    path = DEFAULT_PATH
+    for e in proc.env:
+        if e.startswith("PATH="):
+            path = e[5:]
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", prog)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise Fail("exec", OSError(errno.ENOENT, "not found"), prog,
+               message=f"exec: {prog!r}: executable file not found in $PATH")
+
+
+def close_stray_fds(keep, preserve_fds=0):
+    """Mark every fd not in ``keep`` close-on-exec: no host fd reaches the
+    container's program."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep:
+            if 3 <= fd < 3 + preserve_fds:
+                os.set_inheritable(fd, True)
+            continue
+        try:
+            os.set_inheritable(fd, False)
+        except OSError:
+            pass

@@ -1,0 +1,192 @@
+"""A container's stdio: barerun is its own shim.
+
+In the library, the container's fds 0/1/2 are pipes that barerun makes and
+owns; one relay thread per stream copies between a pipe and what the
+caller gave in ``IO`` (a path to a FIFO or file, an open fd).  CRIU can
+dump and re-attach pipes, and ``close_stdin`` needs a writing side barerun
+owns.  A stream given as None is /dev/null, with no relay.  The CLI passes
+its own fds straight through (``IO.inherit()``), as runc does.
+"""
+
+import errno
+import os
+import threading
+from dataclasses import dataclass
+
+_INHERIT = "inherit"
+
+
+@dataclass
+class IO:
+    stdin: object = None
+    stdout: object = None
+    stderr: object = None
+    terminal: bool = False
+
+    @classmethod
+    def inherit(cls, terminal=False):
+        """The caller's own fds 0, 1, 2 become the container's (CLI use)."""
+        return cls(_INHERIT, _INHERIT, _INHERIT, terminal)
+
+
+class Relay(threading.Thread):
+    """Copies bytes from ``src`` (fd) to a destination until EOF."""
+
+    def __init__(self, name, src, dst, close_src=True, close_dst=True):
+        super().__init__(name=f"barerun-relay-{name}", daemon=True)
+        self.src = src
+        self.dst = dst
+        self.close_src = close_src
+        self.close_dst = close_dst
+        self.lock = threading.Lock()
+
+    def _open_dst(self):
+        return self.dst() if callable(self.dst) else self.dst
+
+    def run(self):
+        dst = None
+        try:
+            dst = self._open_dst()
+            while True:
+                try:
+                    data = os.read(self.src, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                while data:
+                    n = os.write(dst, data)
+                    data = data[n:]
+        except OSError:
+            pass
+        finally:
+            if self.close_src:
+                _close(self.src)
+            if self.close_dst and dst is not None:
+                _close(dst)
+
+
+def _close(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _opener(path, flags):
+    def open_it():
+        return os.open(path, flags | os.O_CLOEXEC, 0o644)
+    return open_it
+
+
+class Stdio:
+    """The three fds handed to the container and the relays behind them."""
+
+    def __init__(self):
+        self.child = [None, None, None]  # fds the child dups onto 0, 1, 2
+        self.relays = []
+        self.stdin_writer = None  # barerun's writing side of the stdin pipe
+        self._stdin_relay = None
+
+    def close_child_side(self):
+        """After fork: the parent no longer needs the container's ends."""
+        for fd in self.child:
+            if fd is not None and fd > 2:
+                _close(fd)
+        self.child = [None, None, None]
+
+    def start(self):
+        for r in self.relays:
+            r.start()
+
+    def close_stdin(self):
+        """EOF on the container's stdin."""
+        if self._stdin_relay is not None:
+            # the relay owns the writer: stop it reading and close
+            fd = self.stdin_writer
+            self.stdin_writer = None
+            self._stdin_relay.close_dst = False
+            _close(fd)
+        elif self.stdin_writer is not None:
+            _close(self.stdin_writer)
+            self.stdin_writer = None
+
+    def join(self, timeout=1.0):
+        for r in self.relays:
+            if r.name.endswith("stdin"):
+                continue
+            r.join(timeout)
+
+
+def open_stdio(io):
+    """Build the container's stdio from an IO; returns a Stdio."""
+    s = Stdio()
+    if io is None:
+        io = IO()
+    specs = [io.stdin, io.stdout, io.stderr]
+    devnull = None
+    for i, what in enumerate(specs):
+        if what == _INHERIT:
+            s.child[i] = i
+            continue
+        if what is None:
+            if devnull is None:
+                devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+            s.child[i] = os.dup(devnull)
+            continue
+        r, w = os.pipe2(os.O_CLOEXEC)
+        if i == 0:
+            # caller -> relay -> pipe -> container
+            s.child[0] = r
+            s.stdin_writer = w
+            src = what if isinstance(what, int) else None
+            if src is None:
+                relay = _StdinRelay(str(what), w)
+            else:
+                relay = Relay("stdin", os.dup(src), w)
+            s._stdin_relay = relay
+            s.relays.append(relay)
+        else:
+            s.child[i] = w
+            name = "stdout" if i == 1 else "stderr"
+            if isinstance(what, int):
+                dst = os.dup(what)
+            else:
+                dst = _opener(os.fspath(what), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            s.relays.append(Relay(name, r, dst))
+    if devnull is not None:
+        os.close(devnull)
+    return s
+
+
+class _StdinRelay(Relay):
+    """stdin from a path: opened in the thread (a FIFO blocks until a writer)."""
+
+    def __init__(self, path, w):
+        super().__init__("stdin", None, w)
+        self.path = path
+
+    def run(self):
+        try:
+            self.src = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            if self.close_dst:
+                _close(self.dst)
+            return
+        super().run()
+
+
+def set_child_stdio(fds):
+    """In the child: make fds[0..2] the process's 0, 1, 2 (inheritable)."""
+    # copy every source first, so one dup2 cannot overwrite another's source
+    srcs = [fd if fd is None or fd == i else os.dup(fd) for i, fd in enumerate(fds)]
+    for i, fd in enumerate(srcs):
+        if fd is None:
+            continue
+        if fd != i:
+            os.dup2(fd, i, inheritable=True)
+        else:
+            os.set_inheritable(i, True)
+
+
+__all__ = ["IO", "Stdio", "open_stdio", "set_child_stdio", "errno"]

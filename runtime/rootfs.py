@@ -1,0 +1,293 @@
+"""The container's filesystem view, built inside its new mount namespace.
+
+Runs in the init process (see init.py), in this order, each step traced:
+
+1. make "/" a slave (or spec.rootfsPropagation) so nothing leaks to the host;
+2. bind the rootfs onto itself: pivot_root needs a mount point;
+3. every spec mount, its destination created and resolved *inside* the
+   rootfs (openat2 RESOLVE_IN_ROOT) and mounted through /proc/self/fd/N;
+4. device nodes (the OCI defaults + linux.devices) and /dev symlinks;
+5. pivot_root(".", ".") and a lazy unmount of the old root;
+6. maskedPaths, readonlyPaths, then root.readonly.
+"""
+
+import errno
+import os
+import stat
+
+from lowlevel import cgroups as _cgroups
+from lowlevel import mounts as M
+
+from .spec import DEFAULT_DEVICES
+
+MS = M.MS
+_PROPAGATION_MASK = MS["MS_PRIVATE"] | MS["MS_SLAVE"] | MS["MS_SHARED"] | MS["MS_UNBINDABLE"]
+_BIND_KEEP = MS["MS_BIND"] | MS["MS_REC"]
+_DEV_SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+                 ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
+
+
+class StepError(Exception):
+    """A failed step: which step, which path, and the OSError behind it."""
+
+    def __init__(self, step, path, exc):
+        self.step = step
+        self.path = path
+        self.exc = exc
+        super().__init__(f"{step} {path}: {exc}")
+
+
+def prepare(spec):
+    """Steps 1-5; returns with the process inside the new root."""
+    root = spec.rootfs
+    _step("make / a slave mount", "/", M.mount, None, "/", None,
+          spec.rootfs_propagation or (MS["MS_SLAVE"] | MS["MS_REC"]))
+    _step("bind rootfs onto itself", root, M.mount, root, root, None,
+          MS["MS_BIND"] | MS["MS_REC"])
+    rootfd = _step("open rootfs", root, M.open_root, root)
+    try:
+        dev_is_tmpfs = False
+        for m in spec.mounts:
+            mount_one(rootfd, spec, m)
+            if m.destination.rstrip("/") == "/dev" and not m.bind:
+                dev_is_tmpfs = True
+        make_devices(rootfd, spec, dev_is_tmpfs)
+        has_devpts = any(m.type == "devpts" and m.destination.rstrip("/") == "/dev/pts"
+                         for m in spec.mounts)
+        if has_devpts:
+            _symlink(rootfd, "pts/ptmx", "/dev/ptmx", replace=True)
+        if dev_is_tmpfs:
+            for target, link in _DEV_SYMLINKS:
+                _symlink(rootfd, target, link)
+            if os.path.exists("/proc/kcore"):
+                _symlink(rootfd, "/proc/kcore", "/dev/core")
+        _step("chdir to rootfs", root, os.fchdir, rootfd)
+    finally:
+        os.close(rootfd)
+    pivot(root)
+
+
+def pivot(root):
+    """pivot_root(".", "."): the old root ends up stacked on the new one,
+    made a slave (so the unmount does not propagate) and detached."""
+    _step("pivot_root", root, M.pivot_root, ".", ".")
+    _step("make old root a slave", "/", M.mount, None, ".", None, MS["MS_SLAVE"] | MS["MS_REC"])
+    _step("unmount old root", "/", M.umount, ".", M.MNT_DETACH)
+    _step("chdir", "/", os.chdir, "/")
+
+
+def finish(spec):
+    """Step 6, inside the new root."""
+    for path in spec.masked_paths:
+        mask(path)
+    for path in spec.readonly_paths:
+        make_readonly(path)
+    if spec.readonly_root:
+        _step("remount / read-only", "/", M.mount, None, "/", None,
+              MS["MS_BIND"] | MS["MS_REMOUNT"] | MS["MS_RDONLY"])
+    if spec.rootfs_propagation and spec.rootfs_propagation & MS["MS_SHARED"]:
+        _step("make / shared", "/", M.mount, None, "/", None, spec.rootfs_propagation)
+
+
+def _step(step, path, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except OSError as exc:
+        raise StepError(step, path, exc) from None
+
+
+def _source_path(spec, m):
+    src = m.source
+    if not os.path.isabs(src):
+        src = os.path.join(spec.bundle, src)
+    return src
+
+
+def mount_one(rootfd, spec, m):
+    """Mount one spec mount at its destination inside the rootfs."""
+    dest = m.destination
+    if m.type == "cgroup" and not m.bind:
+        return mount_cgroup(rootfd, m)
+    if m.bind:
+        src = _source_path(spec, m)
+        try:
+            st = os.stat(src)
+        except OSError as exc:
+            raise StepError(f"{m.field}.source", src, exc) from None
+        is_file = not stat.S_ISDIR(st.st_mode)
+    else:
+        src = m.source or m.type
+        is_file = False
+    fd = _step(f"create mount destination ({m.field})", dest,
+               M.mkdir_in_root, rootfd, dest, 0o755, file=is_file)
+    try:
+        target = M.fd_path(fd)
+        flags = m.flags & ~_PROPAGATION_MASK
+        if m.bind:
+            _step(f"bind mount {src} ({m.field})", dest, M.mount, src, target, None,
+                  flags & _BIND_KEEP)
+            extra = flags & ~_BIND_KEEP
+            if extra:
+                mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
+                try:
+                    _step(f"remount bind mount ({m.field})", dest, M.mount, None,
+                          M.fd_path(mfd), None, flags | MS["MS_REMOUNT"] | MS["MS_BIND"])
+                finally:
+                    os.close(mfd)
+        else:
+            _step(f"mount {m.type} ({m.field})", dest, M.mount, src, target, m.type,
+                  flags, m.data or None)
+    finally:
+        os.close(fd)
+    if m.propagation:
+        mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
+        try:
+            for p in m.propagation:
+                _step(f"set propagation ({m.field})", dest, M.mount, None,
+                      M.fd_path(mfd), None, p)
+        finally:
+            os.close(mfd)
+
+
+def mount_cgroup(rootfd, m):
+    """The container's view of its cgroups: cgroup2 on a v2 host; on v1 and
+    hybrid hosts a tmpfs holding one cgroup mount per hierarchy (what the
+    container's cgroup namespace makes its root)."""
+    dest = m.destination
+    flags = m.flags & ~_PROPAGATION_MASK
+    layout = _cgroups.detect()
+    fd = _step(f"create mount destination ({m.field})", dest, M.mkdir_in_root, rootfd, dest)
+    try:
+        if layout.mode == "v2":
+            _step(f"mount cgroup2 ({m.field})", dest, M.mount, "cgroup2", M.fd_path(fd),
+                  "cgroup2", flags)
+            return
+        _step(f"mount tmpfs for cgroups ({m.field})", dest, M.mount, "tmpfs", M.fd_path(fd),
+              "tmpfs", flags & ~MS["MS_RDONLY"], "mode=755")
+    finally:
+        os.close(fd)
+    seen = set()
+    for name, mountpoint in sorted(layout.v1.items()):
+        if mountpoint in seen:
+            continue
+        seen.add(mountpoint)
+        sub = f"{dest.rstrip('/')}/{os.path.basename(mountpoint)}"
+        opts = ",".join(sorted(k for k, v in layout.v1.items() if v == mountpoint))
+        if opts.startswith("name="):
+            opts = "none," + opts
+        sfd = _step("create cgroup mount point", sub, M.mkdir_in_root, rootfd, sub)
+        try:
+            _step(f"mount cgroup {opts}", sub, M.mount, "cgroup", M.fd_path(sfd), "cgroup",
+                  flags, opts)
+        finally:
+            os.close(sfd)
+    if layout.unified:
+        sub = f"{dest.rstrip('/')}/unified"
+        sfd = _step("create cgroup mount point", sub, M.mkdir_in_root, rootfd, sub)
+        try:
+            _step("mount cgroup2", sub, M.mount, "cgroup2", M.fd_path(sfd), "cgroup2", flags)
+        finally:
+            os.close(sfd)
+    if flags & MS["MS_RDONLY"]:
+        mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
+        try:
+            _step("remount cgroup tmpfs read-only", dest, M.mount, None, M.fd_path(mfd), None,
+                  MS["MS_REMOUNT"] | MS["MS_BIND"] | flags)
+        finally:
+            os.close(mfd)
+
+
+def make_devices(rootfd, spec, dev_is_tmpfs):
+    """The OCI default devices (when /dev is the container's own tmpfs) and
+    linux.devices: mknod, or a bind of the host's node where mknod is denied."""
+    devices = []
+    if dev_is_tmpfs:
+        devices.extend(DEFAULT_DEVICES)
+    for d in spec.devices:
+        devices.append((d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid))
+    for dev in devices:
+        path, kind, major, minor, mode = dev[:5]
+        uid, gid = (dev[5], dev[6]) if len(dev) > 5 else (0, 0)
+        parent, name = os.path.split(path)
+        pfd = _step("create device directory", parent, M.mkdir_in_root, rootfd, parent)
+        try:
+            fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+            try:
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StepError("replace device", path, exc) from None
+            try:
+                os.mknod(name, fmt | (mode & 0o7777), os.makedev(major, minor), dir_fd=pfd)
+            except PermissionError:
+                _bind_device(rootfd, path)
+                continue
+            except OSError as exc:
+                raise StepError("mknod", path, exc) from None
+            try:
+                os.chmod(name, mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
+            except NotImplementedError:
+                os.chmod(f"{M.fd_path(pfd)}/{name}", mode & 0o7777)
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(pfd)
+
+
+def _bind_device(rootfd, path):
+    fd = _step("create device bind target", path, M.mkdir_in_root, rootfd, path, file=True)
+    try:
+        _step("bind device", path, M.mount, path, M.fd_path(fd), None, MS["MS_BIND"])
+    finally:
+        os.close(fd)
+
+
+def _symlink(rootfd, target, link, replace=False):
+    parent, name = os.path.split(link)
+    pfd = _step("create directory", parent, M.mkdir_in_root, rootfd, parent)
+    try:
+        if replace:
+            try:
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+        try:
+            os.symlink(target, name, dir_fd=pfd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StepError("symlink", link, exc) from None
+    finally:
+        os.close(pfd)
+
+
+def mask(path):
+    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StepError("mask", path, exc) from None
+    if stat.S_ISDIR(st.st_mode):
+        _step("mask directory", path, M.mount, "tmpfs", path, "tmpfs", MS["MS_RDONLY"])
+    elif stat.S_ISLNK(st.st_mode):
+        return
+    else:
+        _step("mask file", path, M.mount, "/dev/null", path, None, MS["MS_BIND"])
+
+
+def make_readonly(path):
+    """Bind a path onto itself and make the whole tree read-only."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return
+    _step("bind read-only path", path, M.mount, path, path, None, MS["MS_BIND"] | MS["MS_REC"])
+    try:
+        M.mount_setattr(path, set_flags=("ro",), recursive=True)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise StepError("make read-only", path, exc) from None
+        _step("remount read-only", path, M.mount, None, path, None,
+              MS["MS_BIND"] | MS["MS_REMOUNT"] | MS["MS_RDONLY"] | MS["MS_REC"])

@@ -1,0 +1,437 @@
+"""Reading an OCI runtime spec (config.json) into a plan barerun can run.
+
+Everything taken from the spec is checked here, before anything is made on
+the machine, so that bad input is refused with the JSON field it came from
+(``InvalidSpec("process.args", "...")``) and nothing is left behind.
+Fields barerun does not implement are refused by name rather than
+silently ignored.
+"""
+
+import json
+import os
+import resource
+from dataclasses import dataclass, field
+
+from lowlevel import caps as _caps
+from lowlevel import mounts as _mounts
+
+from .errors import InvalidSpec, NotFound
+
+NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup", "user", "time")
+
+# mount option -> (set flags, clear flags)
+_MS = _mounts.MS
+MOUNT_FLAGS = {
+    "ro": (_MS["MS_RDONLY"], 0), "rw": (0, _MS["MS_RDONLY"]),
+    "nosuid": (_MS["MS_NOSUID"], 0), "suid": (0, _MS["MS_NOSUID"]),
+    "nodev": (_MS["MS_NODEV"], 0), "dev": (0, _MS["MS_NODEV"]),
+    "noexec": (_MS["MS_NOEXEC"], 0), "exec": (0, _MS["MS_NOEXEC"]),
+    "sync": (_MS["MS_SYNCHRONOUS"], 0), "async": (0, _MS["MS_SYNCHRONOUS"]),
+    "dirsync": (_MS["MS_DIRSYNC"], 0),
+    "remount": (_MS["MS_REMOUNT"], 0),
+    "mand": (_MS["MS_MANDLOCK"], 0), "nomand": (0, _MS["MS_MANDLOCK"]),
+    "atime": (0, _MS["MS_NOATIME"]), "noatime": (_MS["MS_NOATIME"], 0),
+    "diratime": (0, _MS["MS_NODIRATIME"]), "nodiratime": (_MS["MS_NODIRATIME"], 0),
+    "relatime": (_MS["MS_RELATIME"], 0), "norelatime": (0, _MS["MS_RELATIME"]),
+    "strictatime": (_MS["MS_STRICTATIME"], 0), "nostrictatime": (0, _MS["MS_STRICTATIME"]),
+    "lazytime": (_MS["MS_LAZYTIME"], 0), "nolazytime": (0, _MS["MS_LAZYTIME"]),
+    "nosymfollow": (_MS["MS_NOSYMFOLLOW"], 0), "symfollow": (0, _MS["MS_NOSYMFOLLOW"]),
+    "bind": (_MS["MS_BIND"], 0), "rbind": (_MS["MS_BIND"] | _MS["MS_REC"], 0),
+}
+PROPAGATION = {
+    "private": _MS["MS_PRIVATE"], "rprivate": _MS["MS_PRIVATE"] | _MS["MS_REC"],
+    "shared": _MS["MS_SHARED"], "rshared": _MS["MS_SHARED"] | _MS["MS_REC"],
+    "slave": _MS["MS_SLAVE"], "rslave": _MS["MS_SLAVE"] | _MS["MS_REC"],
+    "unbindable": _MS["MS_UNBINDABLE"], "runbindable": _MS["MS_UNBINDABLE"] | _MS["MS_REC"],
+}
+
+DEFAULT_DEVICES = (
+    # path, type, major, minor, mode
+    ("/dev/null", "c", 1, 3, 0o666),
+    ("/dev/zero", "c", 1, 5, 0o666),
+    ("/dev/full", "c", 1, 7, 0o666),
+    ("/dev/random", "c", 1, 8, 0o666),
+    ("/dev/urandom", "c", 1, 9, 0o666),
+    ("/dev/tty", "c", 5, 0, 0o666),
+)
+
+
+@dataclass
+class Mount:
+    destination: str
+    type: str | None
+    source: str | None
+    flags: int = 0
+    propagation: list = field(default_factory=list)
+    data: str = ""
+    bind: bool = False
+    field: str = ""
+
+
+@dataclass
+class Device:
+    path: str
+    type: str
+    major: int
+    minor: int
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list = field(default_factory=list)
+    umask: int | None = None
+
+
+@dataclass
+class Process:
+    args: list
+    env: list = field(default_factory=list)
+    cwd: str = "/"
+    user: User = field(default_factory=User)
+    terminal: bool = False
+    console_size: tuple | None = None  # (rows, cols)
+    capabilities: dict | None = None  # set name -> [CAP_...]
+    rlimits: list = field(default_factory=list)  # (name, soft, hard)
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+
+
+@dataclass
+class Resources:
+    memory_limit: int | None = None
+    memory_reservation: int | None = None
+    memory_swap: int | None = None
+    cpu_shares: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None
+    devices: list = field(default_factory=list)  # (allow, type, major, minor, access)
+
+    def empty(self):
+        return all(getattr(self, f) in (None, []) for f in self.__dataclass_fields__)
+
+
+@dataclass
+class Spec:
+    """The checked, typed form of config.json that the runtime acts on."""
+    raw: dict
+    bundle: str
+    rootfs: str
+    readonly_root: bool
+    process: Process
+    hostname: str | None
+    domainname: str | None
+    namespaces: dict  # oci name -> path or None (new)
+    mounts: list
+    devices: list
+    masked_paths: list
+    readonly_paths: list
+    rootfs_propagation: int
+    cgroups_path: str | None
+    resources: Resources
+    sysctl: dict
+    annotations: dict
+
+
+def _get(d, key, kind, fld, default=None):
+    if not isinstance(d, dict):
+        raise InvalidSpec(fld.rpartition(".")[0], "must be an object")
+    v = d.get(key, default)
+    if v is None:
+        return default
+    if kind is int and isinstance(v, bool):
+        raise InvalidSpec(fld, f"must be an integer, not {v!r}")
+    if not isinstance(v, kind):
+        name = {str: "a string", int: "an integer", list: "a list", dict: "an object",
+                bool: "true or false"}.get(kind, str(kind))
+        raise InvalidSpec(fld, f"must be {name}, not {type(v).__name__} {v!r}"[:200])
+    return v
+
+
+def _strlist(d, key, fld):
+    v = _get(d, key, list, fld, [])
+    for i, item in enumerate(v):
+        if not isinstance(item, str):
+            raise InvalidSpec(f"{fld}[{i}]", f"must be a string, not {item!r}")
+    return v
+
+
+def load_bundle(bundle):
+    """Read <bundle>/config.json and check it; raises NotFound / InvalidSpec."""
+    bundle = os.path.abspath(bundle)
+    if not os.path.isdir(bundle):
+        raise NotFound(f"bundle {bundle} does not exist or is not a directory")
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"bundle {bundle} has no config.json") from None
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSpec("", f"{path} is not valid JSON: {exc}") from None
+    return parse(raw, bundle)
+
+
+def parse(raw, bundle):
+    if not isinstance(raw, dict):
+        raise InvalidSpec("", "config.json must hold a JSON object")
+    for key in ("hooks",):
+        if raw.get(key):
+            raise InvalidSpec(key, "not supported by barerun")
+    root = _get(raw, "root", dict, "root")
+    if not root:
+        raise InvalidSpec("root", "missing (root.path names the container's root filesystem)")
+    rpath = _get(root, "path", str, "root.path")
+    if not rpath:
+        raise InvalidSpec("root.path", "missing")
+    rootfs = os.path.normpath(os.path.join(bundle, rpath))
+    if not os.path.isdir(rootfs):
+        raise NotFound(f"root.path: rootfs {rootfs} does not exist or is not a directory")
+    linux = _get(raw, "linux", dict, "linux", {})
+    proc = _get(raw, "process", dict, "process")
+    if proc is None:
+        raise InvalidSpec("process", "missing")
+    namespaces = parse_namespaces(linux)
+    hostname = _get(raw, "hostname", str, "hostname")
+    domainname = _get(raw, "domainname", str, "domainname")
+    if (hostname or domainname) and "uts" not in namespaces:
+        raise InvalidSpec("hostname", "setting a hostname needs a new uts namespace")
+    rprop = _get(linux, "rootfsPropagation", str, "linux.rootfsPropagation")
+    if rprop is not None and rprop not in PROPAGATION:
+        raise InvalidSpec("linux.rootfsPropagation", f"unknown propagation {rprop!r}")
+    for key in ("seccomp", "intelRdt", "personality", "mountLabel", "uidMappings",
+                "gidMappings", "timeOffsets"):
+        if linux.get(key):
+            if key == "seccomp":
+                continue  # accepted but not enforced; see README (seccomp)
+            raise InvalidSpec(f"linux.{key}", "not supported by barerun")
+    cgpath = _get(linux, "cgroupsPath", str, "linux.cgroupsPath")
+    if cgpath is not None:
+        cgpath = cgpath.strip()
+        if ".." in cgpath.split("/") or ":" in cgpath:
+            raise InvalidSpec("linux.cgroupsPath", f"{cgpath!r} must be a plain path "
+                              "without '..' (systemd slices are not supported)")
+        cgpath = cgpath.strip("/") or None
+    annotations = _get(raw, "annotations", dict, "annotations", {})
+    return Spec(
+        raw=raw, bundle=bundle, rootfs=rootfs,
+        readonly_root=_get(root, "readonly", bool, "root.readonly", False),
+        process=parse_process(proc, "process"),
+        hostname=hostname, domainname=domainname,
+        namespaces=namespaces,
+        mounts=[parse_mount(m, f"mounts[{i}]")
+                for i, m in enumerate(_get(raw, "mounts", list, "mounts", []))],
+        devices=parse_devices(linux),
+        masked_paths=_strlist(linux, "maskedPaths", "linux.maskedPaths"),
+        readonly_paths=_strlist(linux, "readonlyPaths", "linux.readonlyPaths"),
+        rootfs_propagation=PROPAGATION[rprop] if rprop else 0,
+        cgroups_path=cgpath,
+        resources=parse_resources(_get(linux, "resources", dict, "linux.resources", {}),
+                                  "linux.resources"),
+        sysctl=parse_sysctl(linux, namespaces),
+        annotations=annotations,
+    )
+
+
+def parse_namespaces(linux):
+    out = {}
+    for i, ns in enumerate(_get(linux, "namespaces", list, "linux.namespaces", [])):
+        fld = f"linux.namespaces[{i}]"
+        kind = _get(ns, "type", str, fld + ".type")
+        if kind not in NAMESPACES:
+            raise InvalidSpec(fld + ".type", f"unknown namespace type {kind!r}")
+        if kind in out:
+            raise InvalidSpec(fld + ".type", f"namespace {kind!r} listed twice")
+        if kind in ("user", "time"):
+            raise InvalidSpec(fld + ".type", f"{kind} namespaces are not supported by barerun")
+        path = _get(ns, "path", str, fld + ".path") or None
+        if path is not None and not os.path.exists(path):
+            raise InvalidSpec(fld + ".path", f"{path} does not exist")
+        out[kind] = path
+    return out
+
+
+def parse_mount(m, fld):
+    dest = _get(m, "destination", str, fld + ".destination")
+    if not dest or not dest.startswith("/"):
+        raise InvalidSpec(fld + ".destination", f"must be an absolute path, not {dest!r}")
+    mtype = _get(m, "type", str, fld + ".type") or None
+    source = _get(m, "source", str, fld + ".source")
+    flags = 0
+    prop = []
+    data = []
+    bind = mtype == "bind"
+    for opt in _strlist(m, "options", fld + ".options"):
+        if opt in MOUNT_FLAGS:
+            fset, fclr = MOUNT_FLAGS[opt]
+            flags = (flags | fset) & ~fclr
+            if opt in ("bind", "rbind"):
+                bind = True
+        elif opt in PROPAGATION:
+            prop.append(PROPAGATION[opt])
+        elif opt in ("tmpcopyup", "idmap", "ridmap") or opt.startswith("X-"):
+            if opt.startswith("X-"):
+                continue  # userspace-only hints (mount(8) ignores them too)
+            raise InvalidSpec(fld + ".options", f"option {opt!r} is not supported by barerun")
+        else:
+            data.append(opt)
+    if bind:
+        flags |= _MS["MS_BIND"]
+        if not source:
+            raise InvalidSpec(fld + ".source", "a bind mount needs a source")
+    elif not mtype:
+        raise InvalidSpec(fld + ".type", "missing (and the mount is not a bind mount)")
+    return Mount(dest, mtype, source, flags, prop, ",".join(data), bind, fld)
+
+
+def parse_devices(linux):
+    out = []
+    for i, d in enumerate(_get(linux, "devices", list, "linux.devices", [])):
+        fld = f"linux.devices[{i}]"
+        path = _get(d, "path", str, fld + ".path")
+        if not path or not path.startswith("/dev/"):
+            raise InvalidSpec(fld + ".path", f"must be a path under /dev, not {path!r}")
+        kind = _get(d, "type", str, fld + ".type")
+        if kind not in ("c", "b", "u", "p"):
+            raise InvalidSpec(fld + ".type", f"must be c, b, u or p, not {kind!r}")
+        major = _get(d, "major", int, fld + ".major", 0)
+        minor = _get(d, "minor", int, fld + ".minor", 0)
+        mode = _get(d, "fileMode", int, fld + ".fileMode", 0o666)
+        out.append(Device(path, kind, major, minor, mode,
+                          _get(d, "uid", int, fld + ".uid", 0), _get(d, "gid", int, fld + ".gid", 0)))
+    return out
+
+
+def parse_process(p, fld):
+    args = _strlist(p, "args", fld + ".args")
+    if not args or not args[0]:
+        raise InvalidSpec(fld + ".args", "must name the program to run")
+    env = _strlist(p, "env", fld + ".env")
+    cwd = _get(p, "cwd", str, fld + ".cwd", "/")
+    if not cwd.startswith("/"):
+        raise InvalidSpec(fld + ".cwd", f"must be an absolute path, not {cwd!r}")
+    u = _get(p, "user", dict, fld + ".user", {})
+    user = User(uid=_get(u, "uid", int, fld + ".user.uid", 0),
+                gid=_get(u, "gid", int, fld + ".user.gid", 0),
+                additional_gids=[g for g in _get(u, "additionalGids", list,
+                                                 fld + ".user.additionalGids", [])],
+                umask=_get(u, "umask", int, fld + ".user.umask"))
+    if u.get("username"):
+        raise InvalidSpec(fld + ".user.username", "is Windows-only")
+    for i, g in enumerate(user.additional_gids):
+        if not isinstance(g, int) or isinstance(g, bool):
+            raise InvalidSpec(f"{fld}.user.additionalGids[{i}]", f"must be an integer, not {g!r}")
+    capabilities = None
+    c = _get(p, "capabilities", dict, fld + ".capabilities")
+    if c is not None:
+        capabilities = {}
+        for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+            names = _strlist(c, kind, f"{fld}.capabilities.{kind}")
+            for i, name in enumerate(names):
+                if name not in _caps.NAMES:
+                    raise InvalidSpec(f"{fld}.capabilities.{kind}[{i}]",
+                                      f"unknown capability {name!r}")
+            capabilities[kind] = names
+    rlimits = []
+    for i, r in enumerate(_get(p, "rlimits", list, fld + ".rlimits", [])):
+        rf = f"{fld}.rlimits[{i}]"
+        kind = _get(r, "type", str, rf + ".type")
+        if not kind or not hasattr(resource, kind):
+            raise InvalidSpec(rf + ".type", f"unknown rlimit {kind!r}")
+        hard = _get(r, "hard", int, rf + ".hard")
+        soft = _get(r, "soft", int, rf + ".soft")
+        if hard is None or soft is None:
+            raise InvalidSpec(rf, "needs both soft and hard")
+        if soft > hard:
+            raise InvalidSpec(rf + ".soft", f"{soft} is above the hard limit {hard}")
+        rlimits.append((kind, _rlim(soft), _rlim(hard)))
+    size = _get(p, "consoleSize", dict, fld + ".consoleSize")
+    console = None
+    if size:
+        console = (_get(size, "height", int, fld + ".consoleSize.height", 0),
+                   _get(size, "width", int, fld + ".consoleSize.width", 0))
+    for key in ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity"):
+        if p.get(key):
+            raise InvalidSpec(f"{fld}.{key}", "not supported by barerun")
+    return Process(args=args, env=env, cwd=cwd, user=user,
+                   terminal=_get(p, "terminal", bool, fld + ".terminal", False),
+                   console_size=console, capabilities=capabilities, rlimits=rlimits,
+                   no_new_privileges=_get(p, "noNewPrivileges", bool,
+                                          fld + ".noNewPrivileges", False),
+                   oom_score_adj=_get(p, "oomScoreAdj", int, fld + ".oomScoreAdj"))
+
+
+def _rlim(v):
+    return resource.RLIM_INFINITY if v >= 2**63 - 1 or v < 0 else v
+
+
+def parse_resources(r, fld):
+    res = Resources()
+    mem = _get(r, "memory", dict, fld + ".memory", {})
+    res.memory_limit = _pos(mem, "limit", fld + ".memory")
+    res.memory_reservation = _pos(mem, "reservation", fld + ".memory")
+    res.memory_swap = _pos(mem, "swap", fld + ".memory")
+    for key in ("kernel", "kernelTCP", "swappiness"):
+        if mem.get(key) is not None and key != "swappiness":
+            raise InvalidSpec(f"{fld}.memory.{key}", "not supported by barerun")
+    cpu = _get(r, "cpu", dict, fld + ".cpu", {})
+    res.cpu_shares = _pos(cpu, "shares", fld + ".cpu")
+    res.cpu_quota = _get(cpu, "quota", int, fld + ".cpu.quota")
+    res.cpu_period = _pos(cpu, "period", fld + ".cpu")
+    res.cpuset_cpus = _get(cpu, "cpus", str, fld + ".cpu.cpus") or None
+    res.cpuset_mems = _get(cpu, "mems", str, fld + ".cpu.mems") or None
+    pids = _get(r, "pids", dict, fld + ".pids", {})
+    res.pids_limit = _get(pids, "limit", int, fld + ".pids.limit")
+    for i, d in enumerate(_get(r, "devices", list, fld + ".devices", [])):
+        df = f"{fld}.devices[{i}]"
+        allow = _get(d, "allow", bool, df + ".allow", False)
+        kind = _get(d, "type", str, df + ".type", "a")
+        if kind not in ("a", "c", "b"):
+            raise InvalidSpec(df + ".type", f"must be a, c or b, not {kind!r}")
+        access = _get(d, "access", str, df + ".access", "rwm")
+        if not access or set(access) - set("rwm"):
+            raise InvalidSpec(df + ".access", f"must be made of r, w and m, not {access!r}")
+        res.devices.append((allow, kind, d.get("major"), d.get("minor"), access))
+    for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
+        if r.get(key):
+            raise InvalidSpec(f"{fld}.{key}", "not supported by barerun")
+    return res
+
+
+def _pos(d, key, fld):
+    v = _get(d, key, int, f"{fld}.{key}")
+    if v is not None and v < -1:
+        raise InvalidSpec(f"{fld}.{key}", f"must be positive (or -1 for unlimited), not {v}")
+    return v
+
+
+_NS_SYSCTL = (("kernel.shm", "ipc"), ("kernel.msg", "ipc"), ("kernel.sem", "ipc"),
+              ("fs.mqueue.", "ipc"), ("net.", "network"),
+              ("kernel.hostname", "uts"), ("kernel.domainname", "uts"))
+
+
+def parse_sysctl(linux, namespaces):
+    out = _get(linux, "sysctl", dict, "linux.sysctl", {})
+    for key, value in out.items():
+        fld = f"linux.sysctl.{key}"
+        if not isinstance(value, str):
+            raise InvalidSpec(fld, f"value must be a string, not {value!r}")
+        if "/" in key or ".." in key:
+            raise InvalidSpec(fld, "not a sysctl name")
+        need = next((ns for prefix, ns in _NS_SYSCTL if key.startswith(prefix)), None)
+        if need is None:
+            raise InvalidSpec(fld, "not a namespaced sysctl: it would change the host")
+        if need not in namespaces or namespaces[need] is not None and need == "network" and False:
+            raise InvalidSpec(fld, f"needs a new {need} namespace")
+    return out

@@ -1,0 +1,119 @@
+"""The state store: one directory per container under the root.
+
+    <root>/<id>/state.json   what barerun knows of the container (atomic:
+                             written to a temp file, then renamed)
+    <root>/<id>/lock         flock()ed by any process that changes it
+    <root>/<id>/exec.fifo    the init waits on it until `start`
+
+The id is checked against a strict pattern before any path is built.
+"""
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+
+from .errors import AlreadyExists, InvalidId, NotFound
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+DEFAULT_ROOT = "/run/barerun"
+
+
+def validate_id(cid):
+    if not isinstance(cid, str) or not ID_RE.fullmatch(cid):
+        shown = cid if isinstance(cid, str) and len(cid) <= 140 else f"{str(cid)[:40]}..."
+        raise InvalidId(f"invalid container id {shown!r}: an id is 1-128 characters of "
+                        "A-Z a-z 0-9 _ . - and starts with a letter or digit")
+    return cid
+
+
+class Store:
+    """The state directory of one container id."""
+
+    def __init__(self, root, cid):
+        self.root = os.path.abspath(root or DEFAULT_ROOT)
+        self.id = validate_id(cid)
+        self.dir = os.path.join(self.root, cid)
+        self.state_path = os.path.join(self.dir, "state.json")
+        self.fifo_path = os.path.join(self.dir, "exec.fifo")
+        self._lock_fd = None
+
+    def create(self):
+        """Make the directory; AlreadyExists if the id is taken."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.dir, 0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container {self.id} already exists") from None
+
+    def exists(self):
+        return os.path.isdir(self.dir)
+
+    def lock(self):
+        """Take the per-container lock (blocks while another process holds it)."""
+        if self._lock_fd is not None:
+            return self
+        try:
+            fd = os.open(os.path.join(self.dir, "lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise NotFound(f"container {self.id} does not exist") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+        return self
+
+    @property
+    def lock_fd(self):
+        return self._lock_fd
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self.lock()
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+    def read(self):
+        try:
+            with open(self.state_path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f"container {self.id} does not exist") from None
+        except ValueError:
+            # a runtime killed before its first state write: the directory
+            # exists but holds no usable state; delete --force removes it
+            return {"id": self.id, "status": "stopped", "pid": 0, "incomplete": True}
+
+    def write(self, state):
+        """Atomically replace state.json (temp file + rename)."""
+        tmp = self.state_path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(state, indent=1, sort_keys=True).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.state_path)
+
+    def remove(self):
+        self.unlock()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def list_ids(root):
+    root = os.path.abspath(root or DEFAULT_ROOT)
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            return []
+        raise
+    return sorted(n for n in names if ID_RE.fullmatch(n)
+                  and os.path.isdir(os.path.join(root, n)))

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Everything barerun needs on a fresh Debian 12 host, as root; idempotent.
+#   - Debian packages: compilers and headers for the cffi module and
+#     python-prctl, busybox-static (the test/demo rootfs), runc (the
+#     benchmark yardstick), iproute2;
+#   - CRIU >= 4.2.1 built from Debian unstable's source (scripts/build-criu.sh).
+set -eu
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "setup: barerun's set-up runs as root" >&2; exit 1; }
+
+PKGS="build-essential pkg-config libffi-dev libcap-dev busybox-static runc iproute2 \
+curl ca-certificates xz-utils"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
+# the criu build script installs its own build dependencies; make sure the
+# package lists are there for it on a machine that never ran apt-get update
+if [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+fi
+scripts/build-criu.sh
