@@ -1,0 +1,312 @@
+"""barerun's command line, shaped like runc's so containerd and podman can
+drive it (see README.md, "Using barerun from containerd and podman").
+
+    barerun [--root DIR] [--log FILE] [--log-format text|json] [--debug|--trace]
+            COMMAND [OPTIONS] ID ...
+
+Errors are one line on stderr (and a JSON record in --log with
+--log-format json) and exit status 1: never a traceback.  Go-style single
+dash long flags (``-no-subreaper``, ``-bundle``) are accepted as runc does.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+
+import runtime
+
+from . import spec as _spec
+from .errors import ContainerError, NotFound
+from .status import Status
+
+VERSION_TEXT = ("barerun version {v}\nspec: 1.0.2-dev\n"
+                "python: {py}\n")
+log = logging.getLogger("barerun")
+
+
+class Usage(Exception):
+    """A command-line mistake (exit status 1 with a usage hint)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise Usage(f"{self.prog}: {message}")
+
+
+# ---------------------------------------------------------------- logging
+
+class _JSONFormatter(logging.Formatter):
+    """One JSON object per line, as logrus writes for runc: containerd
+    decodes a stream of {"level","msg","time"} with RFC 3339 times."""
+
+    def format(self, record):
+        t = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname,
+                                                               record.levelname.lower())
+        return json.dumps({"level": level, "msg": record.getMessage(),
+                           "time": t.isoformat(timespec="microseconds").replace("+00:00", "Z")})
+
+
+def _setup_logging(args):
+    root = logging.getLogger("barerun")
+    root.handlers.clear()
+    root.propagate = False
+    level = logging.DEBUG if (args.debug or args.trace) else logging.WARNING
+    root.setLevel(level)
+    if args.log:
+        try:
+            handler = logging.FileHandler(args.log, mode="a")
+        except OSError as exc:
+            sys.stderr.write(f"barerun: cannot open log file {args.log}: {exc.strerror}\n")
+            handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("barerun: %(message)s" if not args.log
+                                               else "%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    if args.trace and args.log:
+        # --trace always shows the steps on stderr
+        t = logging.StreamHandler(sys.stderr)
+        t.setFormatter(logging.Formatter("trace: %(message)s"))
+        logging.getLogger("barerun.trace").addHandler(t)
+
+
+# ---------------------------------------------------------------- commands
+
+def _load(args):
+    return runtime.load(args.id, root=args.root)
+
+
+def cmd_spec(args):
+    path = os.path.join(args.bundle or ".", "config.json")
+    if os.path.exists(path):
+        raise ContainerError(f"{path} already exists; remove it first")
+    spec = default_spec()
+    with open(path, "w") as f:
+        json.dump(spec, f, indent="\t")
+        f.write("\n")
+
+
+def cmd_create(args):
+    runtime.create(args.id, args.bundle or os.getcwd(), root=args.root,
+                   io=runtime.IO.inherit(), pid_file=args.pid_file,
+                   preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+
+
+def cmd_start(args):
+    _load(args).start()
+
+
+def cmd_run(args):
+    c = runtime.create(args.id, args.bundle or os.getcwd(), root=args.root,
+                       io=runtime.IO.inherit(), pid_file=args.pid_file,
+                       preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+    if args.detach:
+        c.start()
+        return 0
+    # forward the usual signals to the container's init, as runc does
+    def forward(sig, _frame):
+        try:
+            c.kill(sig)
+        except ContainerError:
+            pass
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH):
+        signal.signal(sig, forward)
+    try:
+        c.start()
+        status = c.wait()
+    finally:
+        if not args.keep:
+            try:
+                c.delete(force=True)
+            except ContainerError:
+                pass
+    return status
+
+
+def state_json(c):
+    st = c.state()
+    raw = c._st
+    return {
+        "ociVersion": "1.0.2",
+        "id": c.id,
+        "pid": st.pid,
+        "status": st.status.oci,
+        "bundle": raw.get("bundle", ""),
+        "rootfs": raw.get("rootfs", ""),
+        "created": raw.get("created", ""),
+        "annotations": raw.get("annotations") or {},
+        "owner": raw.get("owner", ""),
+    }
+
+
+def cmd_state(args):
+    print(json.dumps(state_json(_load(args)), indent="  "))
+
+
+def cmd_list(args):
+    rows = []
+    for rec in runtime.list_containers(root=args.root):
+        c = runtime.load(rec.id, root=args.root)
+        rows.append(state_json(c))
+    if args.quiet:
+        for r in rows:
+            print(r["id"])
+    elif args.format == "json":
+        print(json.dumps(rows))
+    else:
+        fmt = "{:<20} {:<8} {:<10} {:<40} {:<30} {}"
+        print(fmt.format("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"))
+        for r in rows:
+            print(fmt.format(r["id"], r["pid"], r["status"], r["bundle"], r["created"],
+                             r["owner"] or "root"))
+
+
+def cmd_kill(args):
+    c = _load(args)
+    c.kill(args.signal or "SIGTERM", all=args.all)
+
+
+def cmd_delete(args):
+    try:
+        c = _load(args)
+    except NotFound:
+        if args.force:
+            return 0
+        raise
+    c.delete(force=args.force)
+
+
+def cmd_version(_args):
+    sys.stdout.write(VERSION_TEXT.format(v=runtime.__version__, py=sys.version.split()[0]))
+
+
+# ---------------------------------------------------------------- parser
+
+def _create_flags(p, detach=False):
+    p.add_argument("--bundle", "-b", default=None, help="bundle directory (default: cwd)")
+    p.add_argument("--pid-file", default=None, help="write the init's pid here")
+    p.add_argument("--console-socket", default=None,
+                   help="unix socket that receives the pty master")
+    p.add_argument("--preserve-fds", type=int, default=0,
+                   help="pass fds 3..3+N-1 into the container")
+    p.add_argument("--no-pivot", action="store_true", help="accepted; barerun always pivots")
+    p.add_argument("--no-new-keyring", action="store_true", help="accepted")
+    if detach:
+        p.add_argument("--detach", "-d", action="store_true")
+        p.add_argument("--keep", action="store_true", help="do not delete after exit")
+    p.add_argument("id")
+
+
+def build_parser():
+    p = _Parser(prog="barerun", description="an OCI container runtime in Python")
+    p.add_argument("--root", default=runtime.DEFAULT_ROOT, help="state directory")
+    p.add_argument("--log", default=None, help="log file")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--debug", action="store_true", help="log every kernel step")
+    p.add_argument("--trace", action="store_true",
+                   help="show every kernel operation on stderr, in order")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    p.add_argument("--criu", default=None, help="path of the criu binary")
+    p.add_argument("--rootless", default=None)
+    p.add_argument("--version", "-v", action="store_true")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    s = sub.add_parser("spec", help="write a default config.json")
+    s.add_argument("--bundle", "-b", default=None)
+    s.add_argument("--rootless", action="store_true")
+    s.set_defaults(func=cmd_spec)
+
+    s = sub.add_parser("create", help="create a container (its init waits for start)")
+    _create_flags(s)
+    s.set_defaults(func=cmd_create)
+
+    s = sub.add_parser("start", help="start a created container")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_start)
+
+    s = sub.add_parser("run", help="create, start and wait for a container")
+    _create_flags(s, detach=True)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("state", help="print a container's state as JSON")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_state)
+
+    s = sub.add_parser("list", help="list containers")
+    s.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    s.add_argument("--quiet", "-q", action="store_true")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("kill", help="send a signal to a container's init (or all)")
+    s.add_argument("--all", "-a", action="store_true")
+    s.add_argument("id")
+    s.add_argument("signal", nargs="?", default=None)
+    s.set_defaults(func=cmd_kill)
+
+    s = sub.add_parser("delete", help="delete a container")
+    s.add_argument("--force", "-f", action="store_true")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_delete)
+    return p
+
+
+def normalize_argv(argv):
+    """Go's flag package takes -flag as --flag: map single-dash long flags."""
+    out = []
+    for a in argv:
+        if len(a) > 2 and a[0] == "-" and a[1] != "-" and a[1].isalpha():
+            out.append("-" + a)
+        else:
+            out.append(a)
+    return out
+
+
+def default_spec():
+    from .spec_default import DEFAULT
+    return DEFAULT
+
+
+def main(argv=None):
+    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except Usage as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    if args.version:
+        cmd_version(args)
+        return 0
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 1
+    _setup_logging(args)
+    try:
+        rc = args.func(args)
+        return rc or 0
+    except ContainerError as exc:
+        return _fail(args, str(exc))
+    except OSError as exc:
+        return _fail(args, str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(args, message):
+    log.error(message)
+    if args.log or not log.handlers:
+        sys.stderr.write(f"{message}\n")
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
