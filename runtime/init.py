@@ -84,7 +84,7 @@ def _init(plan):
     #    cgroup as its root
     if plan.cgroup is not None:
         try:
-            plan.cgroup.attach(0)
+            plan.cgroup.join()
         except OSError as exc:
             raise Fail("join cgroup", exc, plan.cgroup.rel) from None
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
