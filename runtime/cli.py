@@ -185,6 +185,84 @@ def cmd_delete(args):
     c.delete(force=args.force)
 
 
+def cmd_pause(args):
+    _load(args).pause()
+
+
+def cmd_resume(args):
+    _load(args).resume()
+
+
+def cmd_ps(args):
+    pids = _load(args).processes()
+    if args.format == "json":
+        print(json.dumps(pids))
+        return
+    import subprocess
+    try:
+        out = subprocess.run(["ps", "-ef", *args.ps_args], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        print("PID")
+        for pid in pids:
+            print(pid)
+        return
+    print(out[0])
+    col = out[0].split().index("PID")
+    for line in out[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            print(line)
+
+
+def exec_spec(args, c):
+    """The process JSON for exec: --process FILE, or args + flags over the
+    container's own process (env, cwd, user, capabilities)."""
+    if args.process:
+        try:
+            with open(args.process, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise ContainerError(f"--process {args.process}: {exc.strerror}") from None
+    if not args.command:
+        raise ContainerError("exec: give --process FILE or the command to run")
+    try:
+        with open(os.path.join(c.bundle, "config.json")) as f:
+            base = json.load(f).get("process", {})
+    except (OSError, ValueError):
+        base = {}
+    proc = dict(base)
+    proc["args"] = list(args.command)
+    proc["terminal"] = bool(args.tty)
+    if args.cwd:
+        proc["cwd"] = args.cwd
+    env = list(proc.get("env", []))
+    for e in args.env or []:
+        key = e.split("=", 1)[0]
+        env = [x for x in env if x.split("=", 1)[0] != key] + [e]
+    proc["env"] = env
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        try:
+            proc["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+        except ValueError:
+            raise ContainerError(f"--user {args.user!r}: want UID[:GID] as numbers") from None
+    if args.no_new_privs:
+        proc["noNewPrivileges"] = True
+    proc.pop("consoleSize", None)
+    return json.dumps(proc).encode()
+
+
+def cmd_exec(args):
+    c = _load(args)
+    spec = exec_spec(args, c)
+    p = c.exec(runtime.ExecOpts(spec, runtime.IO.inherit()), pid_file=args.pid_file,
+               preserve_fds=args.preserve_fds)
+    if args.detach:
+        return 0
+    return p.wait()
+
+
 def cmd_version(_args):
     sys.stdout.write(VERSION_TEXT.format(v=runtime.__version__, py=sys.version.split()[0]))
 
@@ -251,6 +329,35 @@ def build_parser():
     s.add_argument("id")
     s.add_argument("signal", nargs="?", default=None)
     s.set_defaults(func=cmd_kill)
+
+    s = sub.add_parser("pause", help="freeze every process of a container")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_pause)
+
+    s = sub.add_parser("resume", help="thaw a paused container")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("ps", help="the processes of a container")
+    s.add_argument("--format", "-f", default="table", choices=("table", "json"))
+    s.add_argument("id")
+    s.add_argument("ps_args", nargs="*")
+    s.set_defaults(func=cmd_ps)
+
+    s = sub.add_parser("exec", help="run a process in a running container")
+    s.add_argument("--process", "-p", default=None, help="process.json to run")
+    s.add_argument("--detach", "-d", action="store_true")
+    s.add_argument("--pid-file", default=None)
+    s.add_argument("--tty", "-t", action="store_true")
+    s.add_argument("--console-socket", default=None)
+    s.add_argument("--env", "-e", action="append")
+    s.add_argument("--cwd", default=None)
+    s.add_argument("--user", "-u", default=None, help="UID[:GID]")
+    s.add_argument("--no-new-privs", action="store_true")
+    s.add_argument("--preserve-fds", type=int, default=0)
+    s.add_argument("id")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_exec)
 
     s = sub.add_parser("delete", help="delete a container")
     s.add_argument("--force", "-f", action="store_true")

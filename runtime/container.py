@@ -315,6 +315,51 @@ class Container:
                 self._exit_status = 128 - self._exit_status
             self._child_pid = None
 
+    # ------------------------------------------------------------ freezer
+
+    def pause(self):
+        """Freeze every process of the container (cgroup freezer: v1
+        freezer.state, v2 cgroup.freeze); returns once they are stopped."""
+        with self._store:
+            require(self.status(), "pause", self.id)
+            try:
+                self.cgroup.freeze()
+            except OSError as exc:
+                raise ContainerError(f"container {self.id}: pause: {exc}") from None
+
+    def resume(self):
+        """Thaw a paused container."""
+        with self._store:
+            require(self.status(), "resume", self.id)
+            try:
+                self.cgroup.thaw()
+            except OSError as exc:
+                raise ContainerError(f"container {self.id}: resume: {exc}") from None
+
+    # ------------------------------------------------------------ exec
+
+    def exec(self, opts, **kwargs):
+        """Run another process (an OCI process spec in ``opts.spec``) in
+        the container; returns a Process.  Refused unless RUNNING/CREATED."""
+        from .exec import exec_process
+        require(self.status(), "exec", self.id)
+        p = exec_process(self, opts, **kwargs)
+        if not hasattr(self, "_execs"):
+            self._execs = {}
+        self._execs[p.pid] = p
+        return p
+
+    def close_stdin(self, pid=0):
+        """EOF on the stdin of the init (pid 0) or of an exec'd process."""
+        if pid in (0, self.pid):
+            if self._stdio is not None:
+                self._stdio.close_stdin()
+            return
+        p = self._exec_procs().get(pid)
+        if p is None:
+            raise NotFound(f"container {self.id}: no exec'd process {pid} owned by this process")
+        p.close_stdin()
+
     # ------------------------------------------------------------ processes
 
     def processes(self):

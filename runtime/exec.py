@@ -1,0 +1,175 @@
+"""exec: a new process inside a running container's namespaces and cgroup.
+
+Parent side: the container's pid namespace is entered for children only
+(setns on the init's pidfd with CLONE_NEWPID), so the fork lands in it and
+stays this process's child; the parent goes back at once.  Child side:
+non-dumpable -> join the cgroup -> setns(pidfd, mnt|uts|ipc|net|cgroup) in
+one call (one setns per namespace on older kernels) -> the process spec
+(rlimits, user, capabilities, no_new_privs) -> "ready" -> execve.
+"""
+
+import json
+import os
+import signal as _signal
+from dataclasses import dataclass
+
+from lowlevel import caps as C
+from lowlevel import namespaces as N
+from lowlevel import pidfd as P
+
+from . import io as _io
+from .errors import ContainerError, InvalidState
+from .spec import parse_process
+from .status import Status
+
+
+@dataclass
+class ExecOpts:
+    spec: bytes
+    io: object = None
+
+
+class Process:
+    """A process exec'd into a container (containerd's Process)."""
+
+    def __init__(self, container, pid, pidfd, stdio):
+        self.container = container
+        self.pid = pid
+        self._pidfd = pidfd
+        self._stdio = stdio
+        self._exit_status = None
+
+    def state(self):
+        from .container import State
+        if self._exit_status is not None or P.waitid(self._pidfd, os.WEXITED | os.WNOHANG
+                                                     | os.WNOWAIT) is not None:
+            return State(Status.STOPPED, 0)
+        return State(Status.RUNNING, self.pid)
+
+    def kill(self, signal, all=False):
+        if self._exit_status is not None:
+            raise InvalidState(f"process {self.pid}: container not running", Status.STOPPED)
+        P.send_signal(self._pidfd, int(signal), self.pid)
+
+    def wait(self, timeout=None):
+        if self._exit_status is None:
+            if not P.wait_exit(self._pidfd, timeout):
+                raise TimeoutError(f"process {self.pid}: still running after {timeout} s")
+            self._exit_status = P.waitid(self._pidfd)
+            if self._stdio is not None:
+                self._stdio.join()
+            os.close(self._pidfd)
+            self._pidfd = -1
+        return self._exit_status
+
+    def close_stdin(self):
+        if self._stdio is not None:
+            self._stdio.close_stdin()
+
+    def __del__(self):
+        if getattr(self, "_pidfd", -1) >= 0:
+            try:
+                os.close(self._pidfd)
+            except OSError:
+                pass
+
+
+JOINABLE = ("cgroup", "ipc", "uts", "net", "mnt")
+
+
+def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
+    """Run the OCI process in ``opts.spec`` inside ``container``."""
+    try:
+        raw = json.loads(opts.spec)
+    except (ValueError, TypeError) as exc:
+        raise ContainerError(f"exec: the process spec is not valid JSON: {exc}") from None
+    proc = parse_process(raw, "process")
+    pidfd = container._init_pidfd()
+    stdio = None
+    r = w = None
+    try:
+        init_pid = container.pid
+        own = N.namespaces_of("self")
+        theirs = N.namespaces_of(init_pid)
+        names = [n for n in JOINABLE if n in theirs and theirs[n] != own.get(n)]
+        stdio = _io.open_stdio(opts.io)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        new_pidns = theirs.get("pid") != own.get("pid")
+        cg = container.cgroup
+        if new_pidns:
+            N.setns(pidfd, N.FLAGS["pid"])
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds)
+        finally:
+            if new_pidns and pid != 0:
+                from .create import own_pidns_fd
+                N.setns(own_pidns_fd(), N.FLAGS["pid"])
+        os.close(w)
+        w = None
+        stdio.close_child_side()
+        child_fd = P.pidfd_open(pid)
+        from .create import read_report
+        try:
+            read_report(r, pid)
+        except BaseException:
+            try:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+            os.close(child_fd)
+            raise
+        if pid_file:
+            from .create import write_pid_file
+            write_pid_file(pid_file, pid)
+        stdio.start()
+        return Process(container, pid, child_fd, stdio)
+    except BaseException:
+        if stdio is not None:
+            stdio.close_child_side()
+            stdio.close_stdin()
+        raise
+    finally:
+        os.close(pidfd)
+        for fd in (r, w):
+            if fd is not None:
+                os.close(fd)
+
+
+def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds):
+    """In the forked child: never returns."""
+    from .init import Fail, _send_error, close_stray_fds, find_executable, prepare_process, report
+    try:
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
+            _signal.signal(sig, _signal.SIG_DFL)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+        os.close(r)
+        _io.set_child_stdio(stdio)
+        C.set_dumpable(False)
+        keep = {0, 1, 2, w, pidfd}
+        keep.update(range(3, 3 + preserve_fds))
+        close_stray_fds(keep, preserve_fds)
+        if cg is not None:
+            try:
+                cg.join()
+            except OSError as exc:
+                raise Fail("join cgroup", exc, cg.rel) from None
+        if names:
+            try:
+                N.setns_pidfd(pidfd, init_pid, names)
+            except OSError as exc:
+                raise Fail("setns", exc, f"/proc/{init_pid}/ns") from None
+        os.close(pidfd)
+        prepare_process(proc)
+        exe = find_executable(proc)
+        report(w, ready=True)
+        os.close(w)
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+        os.execve(exe, proc.args, env)
+    except Fail as f:
+        _send_error(w, f.step, f.message, f.errno, f.path)
+    except BaseException as e:  # noqa: BLE001
+        _send_error(w, "exec", f"{type(e).__name__}: {e}", getattr(e, "errno", None), None)
+    os._exit(127)
