@@ -28,6 +28,7 @@ from lowlevel import pidfd as P
 
 from . import io as _io
 from .errors import ChildError, ContainerError, InvalidSpec
+from .init import run_init
 from .spec import Process, Spec, load_bundle
 from .store import Store
 
@@ -67,8 +68,31 @@ def to_cgroup_resources(res):
         pids_limit=res.pids_limit)
 
 
+# What every container may use whatever its spec says, as runc allows:
+# mknod of any node (access is what is checked), and the OCI default devices.
+DEFAULT_DEVICE_RULES = (
+    (True, "c", None, None, "m"), (True, "b", None, None, "m"),
+    (True, "c", 1, 3, "rwm"), (True, "c", 1, 5, "rwm"), (True, "c", 1, 7, "rwm"),
+    (True, "c", 1, 8, "rwm"), (True, "c", 1, 9, "rwm"), (True, "c", 5, 0, "rwm"),
+    (True, "c", 5, 1, "rwm"), (True, "c", 5, 2, "rwm"), (True, "c", 136, None, "rwm"),
+    (True, "c", 10, 200, "rwm"),
+)
+
+
+def device_rules(spec):
+    """linux.resources.devices, then the defaults and linux.devices nodes."""
+    rules = list(spec.resources.devices)
+    if rules:
+        rules.extend(DEFAULT_DEVICE_RULES)
+        for d in spec.devices:
+            if d.type in ("c", "b", "u"):
+                rules.append((True, "c" if d.type == "u" else d.type, d.major, d.minor, "rwm"))
+    return rules
+
+
 def apply_device_rules(cg, rules):
-    """linux.resources.devices on a v1 devices hierarchy (deny/allow lists)."""
+    """The device rules on a v1 devices hierarchy (devices.deny/allow
+    files, applied in order).  cgroup v2 needs a BPF program: not done."""
     path = cg.paths.get("devices")
     if not path or not rules:
         return
@@ -110,7 +134,6 @@ def fork_init(plan):
             for fd in plan.close_fds:
                 os.close(fd)  # a held flock would outlive the parent
             _io.set_child_stdio(plan.stdio)
-            from .init import run_init
             run_init(plan)  # never returns
             os._exit(1)
     finally:
@@ -187,7 +210,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         cres = to_cgroup_resources(spec.resources)
         try:
             cg.set_resources(cres)
-            apply_device_rules(cg, spec.resources.devices)
+            apply_device_rules(cg, device_rules(spec))
         except OSError as exc:
             raise InvalidSpec("linux.resources", str(exc)) from None
         os.mkfifo(store.fifo_path, 0o600)

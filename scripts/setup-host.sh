@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "setup: barerun's set-up runs as root" >&2; exit 1; }
 
-PKGS="build-essential pkg-config libffi-dev libcap-dev busybox-static runc iproute2 \
+PKGS="build-essential pkg-config python3-dev python3-venv libffi-dev libcap-dev busybox-static runc iproute2 \
 curl ca-certificates xz-utils"
 missing=""
 for p in $PKGS; do
