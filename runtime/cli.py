@@ -234,6 +234,8 @@ def exec_spec(args, c):
     proc = dict(base)
     proc["args"] = list(args.command)
     proc["terminal"] = bool(args.tty)
+    if args.tty and not args.console_socket:
+        raise ContainerError("exec --tty needs --console-socket")
     if args.cwd:
         proc["cwd"] = args.cwd
     env = list(proc.get("env", []))
@@ -257,7 +259,7 @@ def cmd_exec(args):
     c = _load(args)
     spec = exec_spec(args, c)
     p = c.exec(runtime.ExecOpts(spec, runtime.IO.inherit()), pid_file=args.pid_file,
-               preserve_fds=args.preserve_fds)
+               preserve_fds=args.preserve_fds, console_socket=args.console_socket)
     if args.detach:
         return 0
     return p.wait()

@@ -65,6 +65,7 @@ class Container:
         self._child_pid = child_pid  # set when this process forked the init
         self._stdio = stdio
         self._exit_status = state.get("exit_status")
+        self._console = None
         self.processes_io = {}
 
     # ------------------------------------------------------------ identity
@@ -242,6 +243,8 @@ class Container:
             os.close(fd)
         if self._stdio is not None:
             self._stdio.join()
+        if self._console is not None:
+            self._console.join()
         if status != -1:
             self._exit_status = status
             self._record_exit(status)
@@ -349,9 +352,27 @@ class Container:
         self._execs[p.pid] = p
         return p
 
+    def pty(self, pid, size):
+        """Resize the terminal of the init (pid 0) or of an exec'd process:
+        TIOCSWINSZ on the pty master barerun holds; the process gets SIGWINCH."""
+        if pid in (0, self.pid):
+            relay = self._console
+        else:
+            p = self._exec_procs().get(pid)
+            relay = getattr(p, "_console", None)
+        if relay is None:
+            raise NotFound(f"container {self.id}: process {pid or self.pid} has no terminal "
+                           "held by this process")
+        try:
+            relay.resize(size.width, size.height)
+        except OSError as exc:
+            raise ContainerError(f"container {self.id}: resize terminal: {exc}") from None
+
     def close_stdin(self, pid=0):
         """EOF on the stdin of the init (pid 0) or of an exec'd process."""
         if pid in (0, self.pid):
+            if self._console is not None:
+                self._console.close_stdin()
             if self._stdio is not None:
                 self._stdio.close_stdin()
             return

@@ -52,7 +52,7 @@ class InitPlan:
     cgroup: object
     stdio: list
     preserve_fds: int = 0
-    console_fd: int | None = None
+    console: object = None  # console.Channel when process.terminal
     close_fds: tuple = ()  # parent-only fds to close first (the state lock)
 
 
@@ -185,9 +185,10 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         from .restore import prepare_restore
         return prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
                                console_socket=console_socket)
-    if spec.process.terminal and (io is None or not io.terminal) and console_socket is None:
-        raise InvalidSpec("process.terminal", "a terminal needs IO(terminal=True) "
-                          "or a --console-socket")
+    if spec.process.terminal and console_socket is None and (
+            io is None or getattr(io, "stdin", None) == "inherit"):
+        raise InvalidSpec("process.terminal", "a terminal needs a --console-socket "
+                          "(or, in the library, an IO to relay it to)")
     store.create()
     cg = None
     pid = None
@@ -214,22 +215,38 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         except OSError as exc:
             raise InvalidSpec("linux.resources", str(exc)) from None
         os.mkfifo(store.fifo_path, 0o600)
-        stdio = _io.open_stdio(io)
+        chan = None
+        if spec.process.terminal:
+            from .console import Channel
+            chan = Channel(console_socket)
+            stdio = _io.open_stdio(None)
+        else:
+            stdio = _io.open_stdio(io)
         r, w = os.pipe2(os.O_CLOEXEC)
-        plan = InitPlan(spec=spec, process=spec.process, report_fd=w,
+        plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=w,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
                         preserve_fds=preserve_fds, close_fds=(store.lock_fd, r))
         pid = fork_init(plan)
         os.close(w)
         w = None
         stdio.close_child_side()
+        if chan is not None:
+            chan.after_fork()
         read_report(r, pid)
+        console = None
+        if chan is not None:
+            master = chan.receive_master()
+            if master is not None:
+                from .console import Relay
+                console = Relay(master, io)
+                console.start()
         state.update(status="created", pid=pid, start_time=P.start_time(pid))
         store.write(state)
         if pid_file:
             write_pid_file(pid_file, pid)
         stdio.start()
         c = Container(store, state, spec=spec, child_pid=pid, stdio=stdio)
+        c._console = console
         store.unlock()
         return c
     except BaseException as exc:

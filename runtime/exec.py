@@ -51,6 +51,8 @@ class Process:
             raise InvalidState(f"process {self.pid}: container not running", Status.STOPPED)
         P.send_signal(self._pidfd, int(signal), self.pid)
 
+    _console = None
+
     def wait(self, timeout=None):
         if self._exit_status is None:
             if not P.wait_exit(self._pidfd, timeout):
@@ -58,11 +60,15 @@ class Process:
             self._exit_status = P.waitid(self._pidfd)
             if self._stdio is not None:
                 self._stdio.join()
+            if self._console is not None:
+                self._console.join()
             os.close(self._pidfd)
             self._pidfd = -1
         return self._exit_status
 
     def close_stdin(self):
+        if self._console is not None:
+            self._console.close_stdin()
         if self._stdio is not None:
             self._stdio.close_stdin()
 
@@ -77,7 +83,7 @@ class Process:
 JOINABLE = ("cgroup", "ipc", "uts", "net", "mnt")
 
 
-def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
+def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_socket=None):
     """Run the OCI process in ``opts.spec`` inside ``container``."""
     try:
         raw = json.loads(opts.spec)
@@ -92,7 +98,16 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
         own = N.namespaces_of("self")
         theirs = N.namespaces_of(init_pid)
         names = [n for n in JOINABLE if n in theirs and theirs[n] != own.get(n)]
-        stdio = _io.open_stdio(opts.io)
+        chan = None
+        if proc.terminal:
+            from .console import Channel
+            if console_socket is None and (opts.io is None or opts.io.stdin == "inherit"):
+                raise ContainerError("exec: process.terminal needs a --console-socket "
+                                     "(or, in the library, an IO to relay it to)")
+            chan = Channel(console_socket)
+            stdio = _io.open_stdio(None)
+        else:
+            stdio = _io.open_stdio(opts.io)
         r, w = os.pipe2(os.O_CLOEXEC)
         new_pidns = theirs.get("pid") != own.get("pid")
         cg = container.cgroup
@@ -101,7 +116,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
         try:
             pid = os.fork()
             if pid == 0:
-                _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds)
+                _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan)
         finally:
             if new_pidns and pid != 0:
                 from .create import own_pidns_fd
@@ -109,6 +124,8 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
         os.close(w)
         w = None
         stdio.close_child_side()
+        if chan is not None:
+            chan.after_fork()
         child_fd = P.pidfd_open(pid)
         from .create import read_report
         try:
@@ -124,8 +141,17 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
         if pid_file:
             from .create import write_pid_file
             write_pid_file(pid_file, pid)
+        console = None
+        if chan is not None:
+            master = chan.receive_master()
+            if master is not None:
+                from .console import Relay
+                console = Relay(master, opts.io)
+                console.start()
         stdio.start()
-        return Process(container, pid, child_fd, stdio)
+        p = Process(container, pid, child_fd, stdio)
+        p._console = console
+        return p
     except BaseException:
         if stdio is not None:
             stdio.close_child_side()
@@ -138,7 +164,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0):
                 os.close(fd)
 
 
-def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds):
+def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None):
     """In the forked child: never returns."""
     from .init import Fail, _send_error, close_stray_fds, find_executable, prepare_process, report
     try:
@@ -156,13 +182,27 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds):
                 cg.join()
             except OSError as exc:
                 raise Fail("join cgroup", exc, cg.rel) from None
+        sock = None
+        if chan is not None:
+            try:
+                sock = chan.connect_in_child()
+            except OSError as exc:
+                raise Fail("connect to the console socket", exc, chan.path) from None
         if names:
             try:
                 N.setns_pidfd(pidfd, init_pid, names)
             except OSError as exc:
                 raise Fail("setns", exc, f"/proc/{init_pid}/ns") from None
         os.close(pidfd)
-        prepare_process(proc)
+        console_fd = None
+        if sock is not None:
+            from .console import open_console
+            try:
+                console_fd = open_console(sock, proc.console_size)
+            except OSError as exc:
+                raise Fail("create the console (pty in the container's devpts)", exc,
+                           "/dev/ptmx") from None
+        prepare_process(proc, console_fd)
         exe = find_executable(proc)
         report(w, ready=True)
         os.close(w)

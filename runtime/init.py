@@ -127,6 +127,13 @@ def _init(plan):
             S.set_oom_score_adj(proc.oom_score_adj)
         except OSError as exc:
             raise Fail("oom_score_adj", exc, "/proc/self/oom_score_adj") from None
+    # the console socket is a host path: connect while it is reachable
+    console_sock = None
+    if plan.console is not None:
+        try:
+            console_sock = plan.console.connect_in_child()
+        except OSError as exc:
+            raise Fail("connect to the console socket", exc, plan.console.path) from None
     # 4. the root filesystem
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
         rootfs.prepare(spec)
@@ -149,7 +156,15 @@ def _init(plan):
             raise Fail("setdomainname", exc, spec.domainname) from None
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
         rootfs.finish(spec)
-    prepare_process(proc, plan.console_fd)
+    console_fd = None
+    if console_sock is not None:
+        from .console import open_console
+        try:
+            console_fd = open_console(console_sock, proc.console_size)
+        except OSError as exc:
+            raise Fail("create the console (pty in the container's devpts)", exc,
+                       "/dev/ptmx") from None
+    prepare_process(proc, console_fd)
     exe = find_executable(proc)
     report(plan.report_fd, ready=True)
     os.close(plan.report_fd)

@@ -100,13 +100,15 @@ class Stdio:
             r.start()
 
     def close_stdin(self):
-        """EOF on the container's stdin."""
+        """EOF on the container's stdin (after what was already written)."""
         if self._stdin_relay is not None:
-            # the relay owns the writer: stop it reading and close
-            fd = self.stdin_writer
+            if self._stdin_relay.is_alive() or not self._stdin_relay.ident:
+                if self._stdin_relay.ident:
+                    self._stdin_relay.close()
+                else:  # never started (a failed create): just close
+                    _close(self.stdin_writer)
+            self._stdin_relay = None
             self.stdin_writer = None
-            self._stdin_relay.close_dst = False
-            _close(fd)
         elif self.stdin_writer is not None:
             _close(self.stdin_writer)
             self.stdin_writer = None
@@ -139,11 +141,7 @@ def open_stdio(io):
             # caller -> relay -> pipe -> container
             s.child[0] = r
             s.stdin_writer = w
-            src = what if isinstance(what, int) else None
-            if src is None:
-                relay = _StdinRelay(str(what), w)
-            else:
-                relay = Relay("stdin", os.dup(src), w)
+            relay = _StdinRelay(os.dup(what) if isinstance(what, int) else os.fspath(what), w)
             s._stdin_relay = relay
             s.relays.append(relay)
         else:
@@ -160,20 +158,52 @@ def open_stdio(io):
 
 
 class _StdinRelay(Relay):
-    """stdin from a path: opened in the thread (a FIFO blocks until a writer)."""
+    """caller -> container stdin.  ``close()`` ends it: whatever the caller
+    wrote up to then is still delivered, then the container sees EOF."""
 
-    def __init__(self, path, w):
-        super().__init__("stdin", None, w)
-        self.path = path
+    def __init__(self, src, w):
+        super().__init__("stdin", src, w)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+
+    def close(self):
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _source(self):
+        if isinstance(self.src, int):
+            return self.src
+        return os.open(self.src, os.O_RDONLY | os.O_CLOEXEC)  # a FIFO waits for a writer
 
     def run(self):
+        import select
+        src = None
         try:
-            self.src = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            src = self._source()
+            poll = select.poll()
+            poll.register(src, select.POLLIN)
+            poll.register(self._wake_r, select.POLLIN)
+            closing = False
+            while True:
+                events = dict(poll.poll(0 if closing else None))
+                if self._wake_r in events:
+                    closing = True
+                if src in events:
+                    data = os.read(src, 65536)
+                    if not data:
+                        break
+                    while data:
+                        data = data[os.write(self.dst, data):]
+                elif closing:
+                    break  # nothing more pending
         except OSError:
-            if self.close_dst:
-                _close(self.dst)
-            return
-        super().run()
+            pass
+        finally:
+            if src is not None:
+                _close(src)
+            for fd in (self.dst, self._wake_r, self._wake_w):
+                _close(fd)
 
 
 def set_child_stdio(fds):
