@@ -108,7 +108,8 @@ def set_caps(*, effective, permitted, inheritable):
 
 
 def _short(nums):
-    return ",".join(NUMBERS.get(c, str(c))[4:].lower() for c in nums) or "-"
+    """"chown,kill" for a message (numbers for unnamed capabilities)."""
+    return ",".join(NUMBERS[c][4:].lower() if c in NUMBERS else str(c) for c in nums) or "-"
 
 
 def get_caps(pid="self"):

@@ -120,7 +120,7 @@ def _init(plan):
     for key, value in spec.sysctl.items():
         try:
             S.set_sysctl(key, value)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise Fail(f"sysctl {key}", exc, "/proc/sys/" + key.replace(".", "/")) from None
     if proc.oom_score_adj is not None:
         try:

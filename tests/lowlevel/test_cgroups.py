@@ -653,8 +653,13 @@ def _v2_child(rel):
         out["state_after_sigterm"] = cg.state()
 
         # SIGKILL: one write to cgroup.kill
-        busy = subprocess.Popen(["sh", "-c", "sleep 60 & while :; do :; done"])
+        # the shell waits for a line on stdin, so it is in the cgroup
+        # before it forks the sleep
+        busy = subprocess.Popen(["sh", "-c", "read go; sleep 60 & while :; do :; done"],
+                                stdin=subprocess.PIPE)
         cg.attach(busy.pid)
+        busy.stdin.write(b"go\n")
+        busy.stdin.close()
         out["before_kill"] = len(wait_for(lambda: len(cg.procs()) == 2 and cg.procs()))
         seen = []
         handler = logging.Handler(logging.DEBUG)
