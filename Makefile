@@ -18,7 +18,8 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py native/build.py $(wildcard native/bindings/*.py) | host
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' $(CRIU_SRC)/lib 2>&1 \
+	@$(PY) -m pip install -q --disable-pip-version-check \
+	    --config-settings editable_mode=compat -e '.[test]' $(CRIU_SRC)/lib 2>&1 \
 	    | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import lowlevel._ffi, prctl, pycriu" || { echo "setup: the venv is broken" >&2; exit 1; }
 	@touch $@

@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # must match lowlevel/_ffi.py; bump when a binding changes
-NATIVE_VERSION = "1"
+NATIVE_VERSION = "2"
 
 
 def _load(name):

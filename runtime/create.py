@@ -54,6 +54,7 @@ class InitPlan:
     preserve_fds: int = 0
     console: object = None  # console.Channel when process.terminal
     close_fds: tuple = ()  # parent-only fds to close first (the state lock)
+    joined_unified: bool = False  # forked straight into the v2 cgroup
 
 
 def cgroup_path(spec, cid):
@@ -128,8 +129,13 @@ def fork_init(plan):
             own_pidns_fd()
             N.unshare(N.FLAGS["pid"])
         switched = True
+    cgfd = None
+    pid = -1
+    if plan.cgroup is not None:
+        cgfd = plan.cgroup.open_unified_fd()
     try:
-        pid = os.fork()
+        # clone3 with CLONE_INTO_CGROUP: the child starts in its v2 cgroup
+        pid, plan.joined_unified = N.fork(cgfd)
         if pid == 0:
             for fd in plan.close_fds:
                 os.close(fd)  # a held flock would outlive the parent
@@ -139,6 +145,8 @@ def fork_init(plan):
     finally:
         if switched and pid != 0:
             N.setns(own_pidns_fd(), N.FLAGS["pid"])
+        if cgfd is not None and pid != 0:
+            os.close(cgfd)
     return pid
 
 

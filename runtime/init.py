@@ -84,7 +84,7 @@ def _init(plan):
     #    cgroup as its root
     if plan.cgroup is not None:
         try:
-            plan.cgroup.join()
+            plan.cgroup.join(unified=not plan.joined_unified)
         except OSError as exc:
             raise Fail("join cgroup", exc, plan.cgroup.rel) from None
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
@@ -256,7 +256,7 @@ def find_executable(proc):
         if not os.access(prog, os.X_OK):
             err = errno.ENOENT if not os.path.exists(prog) else errno.EACCES
             raise Fail("exec", OSError(err, os.strerror(err)), prog,
-                       message=f"exec: {prog!r}: {os.strerror(err)}")
+                       message=f"{prog!r}: {os.strerror(err)}")
         return prog
     path = DEFAULT_PATH
     for e in proc.env:
@@ -267,7 +267,7 @@ def find_executable(proc):
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
     raise Fail("exec", OSError(errno.ENOENT, "not found"), prog,
-               message=f"exec: {prog!r}: executable file not found in $PATH")
+               message=f"{prog!r}: executable file not found in $PATH")
 
 
 def close_stray_fds(keep, preserve_fds=0):

@@ -6,6 +6,7 @@ INCLUDES = """
 #include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <errno.h>
 #include <linux/sched.h>
 """
 
@@ -40,6 +41,13 @@ int setns(int fd, int nstype);
 long barerun_spawn(unsigned long long flags, int cgroup_fd, int *pidfd,
                    int use_clone3, const char *path, char *const argv[],
                    char *const envp[]);
+
+/* os.fork(), made with clone3 so the child can start inside a cgroup v2
+   directory (CLONE_INTO_CGROUP, cgroup_fd >= 0): the same bookkeeping as
+   os.fork (PyOS_BeforeFork / PyOS_AfterFork_Child / _Parent, with the GIL
+   held), so Python runs normally in the child.  Falls back to fork()
+   without a cgroup when clone3 is refused; *used_cgroup tells which. */
+long barerun_fork(int cgroup_fd, int *used_cgroup);
 """
 
 CUSTOMIZATIONS = """
@@ -64,6 +72,40 @@ struct barerun_clone_args {
     unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal,
                        stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
+
+/* not in the limited API cffi compiles against, but exported by CPython */
+void PyOS_BeforeFork(void);
+void PyOS_AfterFork_Parent(void);
+void PyOS_AfterFork_Child(void);
+
+long barerun_fork(int cgroup_fd, int *used_cgroup)
+{
+    struct barerun_clone_args ca;
+    long pid;
+    int saved;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    memset(&ca, 0, sizeof(ca));
+    ca.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        ca.flags = CLONE_INTO_CGROUP;
+        ca.cgroup = (unsigned long long)cgroup_fd;
+    }
+    PyOS_BeforeFork();
+    pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    *used_cgroup = cgroup_fd >= 0;
+    if (pid < 0 && (errno == ENOSYS || errno == E2BIG || errno == EINVAL)) {
+        pid = fork();
+        *used_cgroup = 0;
+    }
+    saved = errno;
+    if (pid == 0)
+        PyOS_AfterFork_Child();
+    else
+        PyOS_AfterFork_Parent();
+    PyGILState_Release(gil);
+    errno = saved;
+    return pid;
+}
 
 static char barerun_spawn_stack[64 * 1024] __attribute__((aligned(16)));
 
