@@ -77,3 +77,122 @@ def check(path=None):
         return False, f"{path} check: {exc.strerror or exc}"
     out = (p.stdout + p.stderr).strip()
     return p.returncode == 0 and "Looks good" in out, out
+
+
+# ---------------------------------------------------------------- swrk RPC
+
+class SwrkError(Exception):
+    """CRIU answered a request with failure; carries cr_errno/cr_errmsg."""
+
+    def __init__(self, message, errno=0, errmsg=""):
+        self.errno = errno
+        self.errmsg = errmsg
+        super().__init__(message)
+
+
+def _rpc():
+    from pycriu import rpc_pb2  # imported lazily: only checkpoint/restore need it
+    return rpc_pb2
+
+
+def new_opts():
+    """An empty criu_opts message (pycriu's rpc_pb2)."""
+    return _rpc().criu_opts()
+
+
+def swrk(req_type, opts, *, criu_path=None, pass_fds=(), on_notify=None, setup_child=None):
+    """Run one CRIU request over `criu swrk` and its notify loop.
+
+    CRIU is started as ``criu swrk <fd>`` with one end of a SOCK_SEQPACKET
+    socketpair; ``pass_fds`` are inherited by CRIU with the same numbers
+    (images_dir_fd, work_dir_fd, inherit_fd ...).  For every NOTIFY message
+    (a CRIU "action script": post-dump, setup-namespaces, post-restore,
+    orphan-pts-master ...) ``on_notify(script, pid, fds)`` is called, where
+    ``fds`` are file descriptors CRIU sent with it; then CRIU is told to go
+    on.  Returns the final criu_resp; raises SwrkError when it failed.
+    """
+    import socket
+
+    rpc = _rpc()
+    criu_path = criu_path or find_criu()
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    kind = rpc.criu_req_type.Name(req_type)
+    trace("criu.swrk", request=kind, criu=criu_path)
+    proc = None
+    try:
+        proc = subprocess.Popen([criu_path, "swrk", str(child.fileno())],
+                                pass_fds=(child.fileno(), *pass_fds), close_fds=True,
+                                preexec_fn=setup_child, stdin=subprocess.DEVNULL)
+        child.close()
+        req = rpc.criu_req(type=req_type, opts=opts)
+        parent.send(req.SerializeToString())
+        while True:
+            data, fds = _recv(parent)
+            if not data:
+                raise SwrkError(f"criu {kind}: criu exited without an answer "
+                                f"(exit status {proc.wait()})")
+            resp = rpc.criu_resp()
+            resp.ParseFromString(data)
+            if resp.type == rpc.NOTIFY:
+                script = resp.notify.script
+                trace("criu.notify", script=script, pid=resp.notify.pid, fds=fds)
+                ok = True
+                try:
+                    if on_notify is not None:
+                        on_notify(script, resp.notify.pid, fds)
+                except BaseException:
+                    ok = False
+                    raise
+                finally:
+                    for fd in fds:
+                        try:
+                            os.close(fd)
+                        except OSError:
+                            pass
+                    if ok:
+                        parent.send(rpc.criu_req(type=rpc.NOTIFY,
+                                                 notify_success=True).SerializeToString())
+                continue
+            if not resp.success:
+                msg = resp.cr_errmsg or os.strerror(resp.cr_errno or 0)
+                raise SwrkError(f"criu {kind.lower()} failed: {msg}", resp.cr_errno,
+                                resp.cr_errmsg)
+            return resp
+    finally:
+        parent.close()
+        try:
+            child.close()
+        except OSError:
+            pass
+        if proc is not None:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _recv(sock):
+    """One SEQPACKET message and any SCM_RIGHTS fds that came with it."""
+    import array
+    import socket
+    fds = array.array("i")
+    msg, anc, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(16 * fds.itemsize))
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
+
+
+def log_tail(path, lines=12):
+    """The last lines of a CRIU log (what a CheckpointError shows)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    keep = text.splitlines()[-lines:]
+    return "\n".join(keep)

@@ -14,6 +14,7 @@ from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize, 
 from .create import create as _create
 from .errors import (AlreadyExists, CheckpointError, ChildError, ContainerError, InvalidId,
                      InvalidSpec, InvalidState, NotFound)
+from .checkpoint import CheckpointOpts
 from .exec import ExecOpts, Process
 from .io import IO
 from .status import Status
@@ -36,7 +37,7 @@ def create(id, bundle, *, root=DEFAULT_ROOT, io=None, checkpoint=None, **kwargs)
 
 __all__ = [
     "create", "load", "list_containers", "Container", "ContainerInfo", "ContainerRecord",
-    "State", "Status", "IO", "ExecOpts", "Process", "ConsoleSize", "ContainerError", "NotFound", "AlreadyExists",
+    "State", "Status", "IO", "ExecOpts", "Process", "CheckpointOpts", "ConsoleSize", "ContainerError", "NotFound", "AlreadyExists",
     "InvalidSpec", "InvalidState", "InvalidId", "CheckpointError", "ChildError",
     "DEFAULT_ROOT",
 ]

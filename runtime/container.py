@@ -108,8 +108,12 @@ class Container:
             return False
         return P.ProcessId(pid, self._st.get("start_time", 0)).alive()
 
+    criu_path = None  # a CRIU binary chosen by the caller (CLI --criu)
+
     def status(self):
         st = self._reload()
+        if st.get("restore") and not st.get("pid"):
+            return Status.CREATED  # made from a checkpoint: restores on start
         if not self._init_alive():
             if st.get("status") == "creating" and st.get("pid", 0) == 0:
                 return Status.STOPPED
@@ -136,6 +140,10 @@ class Container:
         with self._store:
             status = self.status()
             require(status, "start", self.id)
+            if self._st.get("restore"):
+                from .checkpoint import restore
+                restore(self)
+                return
             try:
                 fd = os.open(self._store.fifo_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as exc:
@@ -181,6 +189,13 @@ class Container:
                 P.send_signal(fd, sig, self.pid)
             finally:
                 os.close(fd)
+            if status == Status.PAUSED and sig == _signal.SIGKILL:
+                # v1 freezer: a frozen task acts on SIGKILL only once
+                # thawed (as runc, thaw for SIGKILL only)
+                try:
+                    self.cgroup.thaw()
+                except OSError:
+                    pass
             return
         proc = self._exec_procs().get(pid)
         if proc is not None:
@@ -367,6 +382,11 @@ class Container:
             relay.resize(size.width, size.height)
         except OSError as exc:
             raise ContainerError(f"container {self.id}: resize terminal: {exc}") from None
+
+    def checkpoint(self, opts):
+        """Dump the container with CRIU into opts.path (see checkpoint.py)."""
+        from .checkpoint import checkpoint
+        checkpoint(self, opts)
 
     def close_stdin(self, pid=0):
         """EOF on the stdin of the init (pid 0) or of an exec'd process."""

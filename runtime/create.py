@@ -51,6 +51,7 @@ class InitPlan:
     fifo_path: str | None
     cgroup: object
     stdio: list
+    null_stdio: list = ()
     preserve_fds: int = 0
     console: object = None  # console.Channel when process.terminal
     close_fds: tuple = ()  # parent-only fds to close first (the state lock)
@@ -190,7 +191,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
     store = Store(root, cid)
     spec = load_bundle(bundle)
     if checkpoint is not None:
-        from .restore import prepare_restore
+        from .checkpoint import prepare_restore
         return prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
                                console_socket=console_socket)
     if spec.process.terminal and console_socket is None and (
@@ -233,6 +234,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         r, w = os.pipe2(os.O_CLOEXEC)
         plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=w,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
+                        null_stdio=stdio.null,
                         preserve_fds=preserve_fds, close_fds=(store.lock_fd, r))
         pid = fork_init(plan)
         os.close(w)

@@ -174,6 +174,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         os.close(r)
         _io.set_child_stdio(stdio)
         C.set_dumpable(False)
+        os.setsid()  # as the init: a session inside the container
         keep = {0, 1, 2, w, pidfd}
         keep.update(range(3, 3 + preserve_fds))
         close_stray_fds(keep, preserve_fds)

@@ -75,6 +75,9 @@ def _init(plan):
     #    /proc/<pid> must not be reachable from inside (it maps the host
     #    interpreter); execve makes the new program dumpable again
     C.set_dumpable(False)
+    # a session of its own: the runtime's session leader lies outside the
+    # container (CRIU refuses to dump a session whose leader it cannot see)
+    os.setsid()
     # every inherited fd but stdio, the report pipe and the fds asked for
     # gets close-on-exec (Python opens its own fds close-on-exec already)
     keep = {0, 1, 2, plan.report_fd}
@@ -156,6 +159,8 @@ def _init(plan):
             raise Fail("setdomainname", exc, spec.domainname) from None
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
         rootfs.finish(spec)
+    from .io import reopen_null
+    reopen_null(plan.null_stdio)
     console_fd = None
     if console_sock is not None:
         from .console import open_console
@@ -196,7 +201,8 @@ def prepare_process(proc, console_fd=None):
     if console_fd is not None:
         from lowlevel import tty
         try:
-            os.setsid()
+            if os.getsid(0) != os.getpid():
+                os.setsid()
             tty.set_controlling_tty(console_fd)
             for i in (0, 1, 2):
                 os.dup2(console_fd, i)

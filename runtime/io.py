@@ -84,6 +84,7 @@ class Stdio:
 
     def __init__(self):
         self.child = [None, None, None]  # fds the child dups onto 0, 1, 2
+        self.null = []  # which of 0, 1, 2 are /dev/null
         self.relays = []
         self.stdin_writer = None  # barerun's writing side of the stdin pipe
         self._stdin_relay = None
@@ -132,6 +133,7 @@ def open_stdio(io):
             s.child[i] = i
             continue
         if what is None:
+            s.null.append(i)
             if devnull is None:
                 devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             s.child[i] = os.dup(devnull)
@@ -204,6 +206,22 @@ class _StdinRelay(Relay):
                 _close(src)
             for fd in (self.dst, self._wake_r, self._wake_w):
                 _close(fd)
+
+
+def reopen_null(slots):
+    """In the child, inside the container: point the /dev/null streams at
+    the container's own /dev/null.  A host file open in the container would
+    stop CRIU ("Can't lookup mount") from dumping it."""
+    if not slots:
+        return
+    try:
+        fd = os.open("/dev/null", os.O_RDWR)
+    except OSError:
+        return  # no /dev/null in the container: keep the host's
+    for i in slots:
+        os.dup2(fd, i)
+    if fd not in slots:
+        os.close(fd)
 
 
 def set_child_stdio(fds):
