@@ -196,3 +196,18 @@ def log_tail(path, lines=12):
         return ""
     keep = text.splitlines()[-lines:]
     return "\n".join(keep)
+
+
+def log_errors(path):
+    """The "Error (file:line): message" lines of a CRIU log, as messages."""
+    import re as _re
+    out = []
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = _re.search(r"Error \([^)]*\): (.*)", line)
+                if m:
+                    out.append(m.group(1).strip())
+    except OSError:
+        pass
+    return out

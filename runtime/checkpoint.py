@@ -134,7 +134,7 @@ def checkpoint(container, opts):
                 cg.thaw()  # a failed dump must leave the container running
             except OSError:
                 pass
-        raise CheckpointError(f"container {container.id}: {exc}", log_path,
+        raise CheckpointError(_failure(container.id, "dump", exc, log_path), log_path,
                               _criu.log_tail(log_path)) from None
     finally:
         os.close(imgfd)
@@ -156,6 +156,18 @@ def checkpoint(container, opts):
         container._reap()
         container._record_exit(container._exit_status if container._exit_status is not None
                                else 128 + _signal.SIGKILL)
+
+
+def _failure(cid, what, exc, log_path):
+    """The message of a failed dump/restore: CRIU's own words for the cause.
+
+    cr_errmsg is CRIU's *first* error, often a harmless one (it cannot raise
+    its own RLIMIT_NOFILE without CAP_SYS_RESOURCE); the cause is the last
+    error before the final "Dumping FAILED"."""
+    errors = _criu.log_errors(log_path)
+    cause = [e for e in errors if "FAILED" not in e and "rlimit: Can't setup" not in e]
+    text = "; ".join(cause[:3]) if cause else (exc.errmsg or str(exc))
+    return f"container {cid}: criu {what} failed: {text}"
 
 
 def _version():
@@ -202,7 +214,11 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
                        f".{time.time_ns() % 1_000_000_000:09d}Z",
             "annotations": spec.annotations, "owner": "",
             "restore": {"path": path, "pid_file": pid_file, "console_socket": console_socket,
-                        "options": {**desc.get("options", {}), **(options or {})}},
+                        "work_path": (options or {}).get("work_path"),
+                        "inherit_io": getattr(io, "stdin", None) == "inherit",
+                        "options": {**desc.get("options", {}),
+                                    **{k: v for k, v in (options or {}).items()
+                                       if k != "work_path"}}},
         }
         with store:
             store.write(state)
@@ -288,7 +304,7 @@ def restore(container):
                    on_notify=on_notify)
     except _criu.SwrkError as exc:
         _undo_restore(cg, stdio)
-        raise CheckpointError(f"container {container.id}: {exc}", log_path,
+        raise CheckpointError(_failure(container.id, "restore", exc, log_path), log_path,
                               _criu.log_tail(log_path)) from None
     except BaseException:
         _undo_restore(cg, stdio)

@@ -265,6 +265,59 @@ def cmd_exec(args):
     return p.wait()
 
 
+def _checkpoint_options(args):
+    return dict(allow_tcp=args.tcp_established, allow_unix_sockets=args.ext_unix_sk,
+                allow_terminal=args.shell_job, file_locks=args.file_locks,
+                empty_namespaces=args.empty_ns or [],
+                manage_cgroups_mode=args.manage_cgroups_mode)
+
+
+def cmd_checkpoint(args):
+    c = _load(args)
+    opts = runtime.CheckpointOpts(exit=not args.leave_running,
+                                  path=args.image_path or os.path.join(os.getcwd(), "checkpoint"),
+                                  work_path=args.work_path, **_checkpoint_options(args))
+    c.checkpoint(opts)
+    if not args.leave_running:
+        # as runc: a container checkpointed without --leave-running is gone
+        c.delete(force=True)
+
+
+def cmd_restore(args):
+    image = args.image_path or os.path.join(os.getcwd(), "checkpoint")
+    c = runtime.create(args.id, args.bundle or os.getcwd(), root=args.root,
+                       io=runtime.IO.inherit(), checkpoint=image, pid_file=args.pid_file,
+                       console_socket=args.console_socket,
+                       restore_options={**{k: v for k, v in _checkpoint_options(args).items()
+                                           if v}, "work_path": args.work_path})
+    try:
+        c.start()
+    except ContainerError:
+        c.delete(force=True)
+        raise
+    if args.detach:
+        return 0
+    try:
+        return c.wait()
+    finally:
+        try:
+            c.delete(force=True)
+        except ContainerError:
+            pass
+
+
+def _criu_flags(p):
+    p.add_argument("--image-path", default=None, help="CRIU images directory")
+    p.add_argument("--work-path", default=None, help="CRIU logs directory")
+    p.add_argument("--tcp-established", action="store_true")
+    p.add_argument("--ext-unix-sk", action="store_true")
+    p.add_argument("--shell-job", action="store_true")
+    p.add_argument("--file-locks", action="store_true")
+    p.add_argument("--empty-ns", action="append", help="namespace to restore empty (network)")
+    p.add_argument("--manage-cgroups-mode", default=None,
+                   choices=("soft", "full", "strict", "ignore", "props"))
+
+
 def cmd_version(_args):
     sys.stdout.write(VERSION_TEXT.format(v=runtime.__version__, py=sys.version.split()[0]))
 
@@ -361,6 +414,27 @@ def build_parser():
     s.add_argument("command", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_exec)
 
+    s = sub.add_parser("checkpoint", help="dump a container with CRIU")
+    _criu_flags(s)
+    s.add_argument("--leave-running", action="store_true")
+    s.add_argument("--page-server", default=None, help="not supported")
+    s.add_argument("--pre-dump", action="store_true", help="not supported")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_checkpoint)
+
+    s = sub.add_parser("restore", help="restore a container from a CRIU checkpoint")
+    _criu_flags(s)
+    s.add_argument("--bundle", "-b", default=None)
+    s.add_argument("--pid-file", default=None)
+    s.add_argument("--console-socket", default=None)
+    s.add_argument("--detach", "-d", action="store_true")
+    s.add_argument("--no-subreaper", action="store_true")
+    s.add_argument("--no-pivot", action="store_true")
+    s.add_argument("--lsm-mount-context", default=None)
+    s.add_argument("--lsm-profile", default=None)
+    s.add_argument("id")
+    s.set_defaults(func=cmd_restore)
+
     s = sub.add_parser("delete", help="delete a container")
     s.add_argument("--force", "-f", action="store_true")
     s.add_argument("id")
@@ -368,14 +442,61 @@ def build_parser():
     return p
 
 
-def normalize_argv(argv):
-    """Go's flag package takes -flag as --flag: map single-dash long flags."""
+def _options(parser):
+    """{option string: takes a value} for one parser, and its sub-parsers."""
+    opts, subs = {}, {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            subs = dict(action.choices)
+            continue
+        for o in action.option_strings:
+            opts[o] = action.nargs != 0
+    return opts, subs
+
+
+def normalize_argv(argv, parser=None):
+    """Go's flag package takes -flag as --flag: map single-dash long flags.
+
+    Only a flag the current (sub)command knows is mapped (``-root`` ->
+    ``--root``, ``-no-subreaper=x`` -> ``--no-subreaper=x``); values of
+    flags, and everything from the container's own command on (``exec ID
+    ls -la``) or after ``--``, pass through untouched.
+    """
+    parser = parser or build_parser()
+    opts, subs = _options(parser)
+    positionals, remainder_at = 0, None
     out = []
-    for a in argv:
-        if len(a) > 2 and a[0] == "-" and a[1] != "-" and a[1].isalpha():
-            out.append("-" + a)
-        else:
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
             out.append(a)
+            out.extend(argv[i:])
+            break
+        if len(a) > 2 and a[0] == "-" and a[1] != "-" and a[1].isalpha():
+            name = a.split("=", 1)[0]
+            if "-" + name in opts:
+                a = "-" + a
+        if a.startswith("-") and a != "-":
+            out.append(a)
+            name = a.split("=", 1)[0]
+            if opts.get(name) and "=" not in a and i < len(argv):
+                out.append(argv[i])  # the flag's value, whatever it looks like
+                i += 1
+            continue
+        out.append(a)
+        if a in subs and not positionals and remainder_at is None:
+            sub = subs[a]
+            opts, subs = _options(sub)
+            pos = [x for x in sub._actions if not x.option_strings]
+            remainder_at = next((n for n, x in enumerate(pos)
+                                 if x.nargs == argparse.REMAINDER), -1)
+            continue
+        positionals += 1
+        if remainder_at is not None and remainder_at >= 0 and positionals >= remainder_at:
+            out.extend(argv[i:])  # the container's command line: verbatim
+            break
     return out
 
 
@@ -385,13 +506,15 @@ def default_spec():
 
 
 def main(argv=None):
-    argv = normalize_argv(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    argv = normalize_argv(sys.argv[1:] if argv is None else argv, parser)
     try:
         args = parser.parse_args(argv)
     except Usage as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
+    except SystemExit as exc:  # --help
+        return exc.code or 0
     if args.version:
         cmd_version(args)
         return 0
@@ -399,6 +522,11 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 1
     _setup_logging(args)
+    if args.criu:
+        from .container import Container
+        Container.criu_path = args.criu
+    if getattr(args, "page_server", None) or getattr(args, "pre_dump", False):
+        return _fail(args, "checkpoint: --page-server and --pre-dump are not supported")
     try:
         rc = args.func(args)
         return rc or 0

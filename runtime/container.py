@@ -7,6 +7,7 @@ the container), the exec fifo (present until start), the freezer state.
 
 import errno
 import os
+import select
 import signal as _signal
 import time
 from dataclasses import dataclass
@@ -244,7 +245,7 @@ class Container:
             recorded = self._st.get("exit_status")
             return -1 if recorded is None else recorded
         try:
-            if not P.wait_exit(fd, timeout):
+            if not self._wait_exit(fd, timeout):
                 raise TimeoutError(f"container {self.id}: still running after {timeout} s")
             try:
                 status = P.waitid(fd)
@@ -264,6 +265,40 @@ class Container:
             self._exit_status = status
             self._record_exit(status)
         return status
+
+    def _wait_exit(self, fd, timeout):
+        """P.wait_exit on the init's pidfd ``fd`` that meanwhile reaps the
+        processes this handle exec'd as they exit.  An exec'd process is
+        our child inside the container's pid namespace, and the kernel
+        holds the exiting init of a pid namespace (not yet reapable, its
+        pidfd not readable) until every process of the namespace is
+        reaped: without this, wait() and delete() hang forever once an
+        exec'd process dies with the container."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            execs = {p._pidfd: p for p in self._exec_procs().values()
+                     if p._exit_status is None and p._pidfd >= 0}
+            if not execs:
+                return P.wait_exit(fd, left)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            for efd in execs:
+                poller.register(efd, select.POLLIN)
+            events = poller.poll(None if left is None else int(left * 1000))
+            if not events:
+                return False
+            if any(efd == fd for efd, _ in events):
+                return True
+            for efd, _ in events:
+                execs[efd]._reap()
+
+    def _reap_execs(self):
+        for p in list(self._exec_procs().values()):
+            try:
+                p._reap()
+            except OSError:
+                pass
 
     def _record_exit(self, status):
         try:
@@ -316,12 +351,24 @@ class Container:
             deadline = time.monotonic() + 5
             while cg.procs() and time.monotonic() < deadline:
                 self._reap(block=False)
+                self._reap_execs()
                 time.sleep(0.001)
 
     def _reap(self, block=True):
         """Collect the init's exit status if this process is its parent."""
         if self._child_pid is None or self._exit_status is not None:
             return
+        if block:
+            # first until the init can be reaped, reaping exec'd processes
+            try:
+                fd = P.pidfd_open(self._child_pid)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    self._wait_exit(fd, None)
+                finally:
+                    os.close(fd)
         try:
             pid, status = os.waitpid(self._child_pid, 0 if block else os.WNOHANG)
         except ChildProcessError:

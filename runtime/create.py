@@ -185,7 +185,7 @@ def read_report(fd, pid):
 
 
 def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
-           preserve_fds=0, console_socket=None):
+           preserve_fds=0, console_socket=None, restore_options=None):
     """Create container ``cid`` from ``bundle``; see runtime.create."""
     from .container import Container
     store = Store(root, cid)
@@ -193,7 +193,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
     if checkpoint is not None:
         from .checkpoint import prepare_restore
         return prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
-                               console_socket=console_socket)
+                               console_socket=console_socket, options=restore_options)
     if spec.process.terminal and console_socket is None and (
             io is None or getattr(io, "stdin", None) == "inherit"):
         raise InvalidSpec("process.terminal", "a terminal needs a --console-socket "

@@ -53,11 +53,26 @@ class Process:
 
     _console = None
 
+    def _reap(self, block=False):
+        """Collect the exit status once the process exited (WNOHANG unless
+        ``block``); returns it or None.  Container.wait/delete call this:
+        the container's init cannot finish exiting while this process,
+        our child in its pid namespace, is an unreaped zombie."""
+        if self._exit_status is None and self._pidfd >= 0:
+            try:
+                status = P.waitid(self._pidfd, os.WEXITED | (0 if block else os.WNOHANG))
+            except ChildProcessError:
+                status = -1  # reaped elsewhere: the status is lost
+            if status is not None:
+                self._exit_status = status
+        return self._exit_status
+
     def wait(self, timeout=None):
-        if self._exit_status is None:
-            if not P.wait_exit(self._pidfd, timeout):
-                raise TimeoutError(f"process {self.pid}: still running after {timeout} s")
-            self._exit_status = P.waitid(self._pidfd)
+        if self._pidfd >= 0:
+            if self._exit_status is None:
+                if not P.wait_exit(self._pidfd, timeout):
+                    raise TimeoutError(f"process {self.pid}: still running after {timeout} s")
+                self._reap(block=True)
             if self._stdio is not None:
                 self._stdio.join()
             if self._console is not None:
@@ -203,6 +218,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
             except OSError as exc:
                 raise Fail("create the console (pty in the container's devpts)", exc,
                            "/dev/ptmx") from None
+        _io.reopen_null()
         prepare_process(proc, console_fd)
         exe = find_executable(proc)
         report(w, ready=True)

@@ -137,6 +137,9 @@ def _init(plan):
             console_sock = plan.console.connect_in_child()
         except OSError as exc:
             raise Fail("connect to the console socket", exc, plan.console.path) from None
+    # the capability count comes from /proc/sys/kernel/cap_last_cap: read
+    # it now, a chroot (no mount namespace) has no /proc
+    C.last_cap()
     # 4. the root filesystem
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
         rootfs.prepare(spec)

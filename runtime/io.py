@@ -208,10 +208,20 @@ class _StdinRelay(Relay):
                 _close(fd)
 
 
-def reopen_null(slots):
-    """In the child, inside the container: point the /dev/null streams at
-    the container's own /dev/null.  A host file open in the container would
-    stop CRIU ("Can't lookup mount") from dumping it."""
+def reopen_null(_slots=None):
+    """In the child, inside the container: any of fds 0-2 that is the
+    host's /dev/null (char device 1:3) is re-opened as the container's own
+    /dev/null, as runc does.  A host file open in the container would stop
+    CRIU ("Can't lookup mount=... for fd=0") from dumping it."""
+    import stat
+    slots = []
+    for i in range(3):
+        try:
+            st = os.fstat(i)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
+            slots.append(i)
     if not slots:
         return
     try:

@@ -3,11 +3,14 @@
 Runs in the init process (see init.py), in this order, each step traced:
 
 1. make "/" a slave (or spec.rootfsPropagation) so nothing leaks to the host;
+   a shared propagation also makes the rootfs's parent mount private
+   (pivot_root refuses a shared new root);
 2. bind the rootfs onto itself: pivot_root needs a mount point;
 3. every spec mount, its destination created and resolved *inside* the
    rootfs (openat2 RESOLVE_IN_ROOT) and mounted through /proc/self/fd/N;
 4. device nodes (the OCI defaults + linux.devices) and /dev symlinks;
-5. pivot_root(".", ".") and a lazy unmount of the old root;
+5. pivot_root(".", "."), then, from a fd of the old root, make it a slave
+   and unmount it lazily;
 6. maskedPaths, readonlyPaths, then root.readonly.
 """
 
@@ -42,6 +45,8 @@ def prepare(spec):
     root = spec.rootfs
     _step("make / a slave mount", "/", M.mount, None, "/", None,
           spec.rootfs_propagation or (MS["MS_SLAVE"] | MS["MS_REC"]))
+    if spec.rootfs_propagation & MS["MS_SHARED"]:
+        make_parent_private(root)
     _step("bind rootfs onto itself", root, M.mount, root, root, None,
           MS["MS_BIND"] | MS["MS_REC"])
     rootfd = _step("open rootfs", root, M.open_root, root)
@@ -67,10 +72,38 @@ def prepare(spec):
     pivot(root)
 
 
+def make_parent_private(root):
+    """pivot_root refuses a shared new root (or parent): with a shared
+    rootfsPropagation, make the mount holding the rootfs private first, so
+    the rootfs bind made from it is private too (finish() makes "/"
+    shared again inside the container)."""
+    real = os.path.realpath(root)
+    parent = None
+    for m in _step("read mountinfo", "/proc/self/mountinfo", M.mountinfo):
+        mp = m["mountpoint"]
+        if real == mp or real.startswith(mp.rstrip("/") + "/"):
+            if parent is None or len(mp) >= len(parent):
+                parent = mp
+    if parent is not None:
+        _step("make rootfs parent mount private", parent, M.mount, None, parent, None,
+              MS["MS_PRIVATE"])
+
+
 def pivot(root):
     """pivot_root(".", "."): the old root ends up stacked on the new one,
-    made a slave (so the unmount does not propagate) and detached."""
-    _step("pivot_root", root, M.pivot_root, ".", ".")
+    made a slave (so the unmount does not propagate) and detached.
+
+    The cwd stays on the *new* root's mount after pivot_root; a fd of the
+    old root, opened before, names the old one: the slave step must reach
+    the old root's tree only, or the container's own mounts lose the
+    propagation the spec gave them."""
+    oldroot = _step("open old root", "/", os.open, "/",
+                    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _step("pivot_root", root, M.pivot_root, ".", ".")
+        _step("chdir to old root", "/", os.fchdir, oldroot)
+    finally:
+        os.close(oldroot)
     _step("make old root a slave", "/", M.mount, None, ".", None, MS["MS_SLAVE"] | MS["MS_REC"])
     _step("unmount old root", "/", M.umount, ".", M.MNT_DETACH)
     _step("chdir", "/", os.chdir, "/")

@@ -224,6 +224,17 @@ def parse(raw, bundle):
                               "without '..' (systemd slices are not supported)")
         cgpath = cgpath.strip("/") or None
     annotations = _get(raw, "annotations", dict, "annotations", {})
+    if "mount" not in namespaces or namespaces["mount"]:
+        # without a new mount namespace the init only chroots: nothing
+        # below can be done, and it is refused rather than ignored
+        for fld, given in (("mounts", raw.get("mounts")),
+                           ("linux.maskedPaths", linux.get("maskedPaths")),
+                           ("linux.readonlyPaths", linux.get("readonlyPaths")),
+                           ("linux.devices", linux.get("devices")),
+                           ("root.readonly", root.get("readonly"))):
+            if given:
+                raise InvalidSpec(fld, "needs a new mount namespace "
+                                  "(linux.namespaces has no \"mount\" without a path)")
     return Spec(
         raw=raw, bundle=bundle, rootfs=rootfs,
         readonly_root=_get(root, "readonly", bool, "root.readonly", False),

@@ -84,10 +84,14 @@ class Store:
             with open(self.state_path) as f:
                 return json.load(f)
         except FileNotFoundError:
-            raise NotFound(f"container {self.id} does not exist") from None
-        except ValueError:
+            if not self.exists():
+                raise NotFound(f"container {self.id} does not exist") from None
             # a runtime killed before its first state write: the directory
-            # exists but holds no usable state; delete --force removes it
+            # exists but holds no state; delete --force removes it
+            return {"id": self.id, "status": "stopped", "pid": 0, "incomplete": True}
+        except ValueError:
+            # no usable state (state.json is written with a rename, so this
+            # is not a half-written file); delete --force removes it
             return {"id": self.id, "status": "stopped", "pid": 0, "incomplete": True}
 
     def write(self, state):
