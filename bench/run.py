@@ -36,11 +36,8 @@ def time_cli(argv_for, n, cwd):
     for i in range(n):
         argv = argv_for(i)
         t = time.perf_counter()
-        p = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _sh(argv, cwd=cwd)
         samples.append(time.perf_counter() - t)
-        if p.returncode != 0:
-            raise SystemExit(f"{argv[0]} failed: {p.stderr.decode().strip()}")
     return samples
 
 
@@ -56,6 +53,62 @@ def time_library(bundle, root, n):
     return samples
 
 
+def _sh(argv, cwd=None, check=True):
+    # stderr to a file: a detached container keeps its inherited fds open,
+    # so a pipe would never reach EOF
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=err)
+        if check and p.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv[:4])}... failed: {err.read().decode().strip()}")
+    return p
+
+
+def time_ops(tool, root, bundle, n, criu=None):
+    """exec /bin/true, pause+resume, and checkpoint+restore of a container
+    holding 256 MiB, each timed with ``tool`` (barerun or runc)."""
+    rt = [tool, "--root", root]
+    cid = f"bench-ops-{os.path.basename(tool)}-{os.getpid()}"
+    out = {}
+    _sh(rt + ["run", "-d", cid], cwd=bundle)
+    try:
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            _sh(rt + ["exec", cid, "/bin/true"])
+            samples.append(time.perf_counter() - t)
+        out["exec"] = samples
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            _sh(rt + ["pause", cid])
+            _sh(rt + ["resume", cid])
+            samples.append(time.perf_counter() - t)
+        out["pause"] = samples
+    finally:
+        _sh(rt + ["delete", "-f", cid], check=False)
+    if criu:
+        samples = []
+        crt = rt[:1] + ["--criu", criu] + rt[1:]
+        for i in range(max(3, n // 4)):
+            img = tempfile.mkdtemp(prefix="barerun-bench-img-")
+            big = f"{cid}-big{i}"
+            try:
+                _sh(rt + ["run", "-d", big], cwd=bundle + "-big")
+                time.sleep(1.5)  # let it fill its 256 MiB
+                t = time.perf_counter()
+                _sh(crt + ["checkpoint", "--image-path", img, big])
+                _sh(crt + ["restore", "-d", "--image-path", img, big + "r"], cwd=bundle + "-big")
+                samples.append(time.perf_counter() - t)
+            finally:
+                for x in (big, big + "r"):
+                    _sh(rt + ["delete", "-f", x], check=False)
+                shutil.rmtree(img, ignore_errors=True)
+        out["checkpoint"] = samples
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=20, help="runs per measurement")
@@ -69,10 +122,10 @@ def main():
                               rootfs=rootfs)
         root = os.path.join(work, "state")
         rows = []
+        runc = shutil.which("runc")
         # warm-up: page cache, cgroup hierarchy
         time_cli(lambda i: [BARERUN, "--root", root, "run", f"bench-w{i}"], 2, bundle)
         br = time_cli(lambda i: [BARERUN, "--root", root, "run", f"bench-b{i}"], args.n, bundle)
-        runc = shutil.which("runc")
         if runc:
             time_cli(lambda i: [runc, "--root", root + "-runc", "run", f"bench-w{i}"], 2, bundle)
             rc = time_cli(lambda i: [runc, "--root", root + "-runc", "run", f"bench-r{i}"],
@@ -83,6 +136,25 @@ def main():
         lib = time_library(bundle, root, args.n)
         rows.append(("library create+start+wait+delete", median_ms(lib),
                      median_ms(rc) if runc else None))
+        # a long-running container for exec and pause; one holding 256 MiB
+        # of random bytes (dd blocked on a full pipe keeps its buffer) for
+        # checkpoint + restore
+        write_bundle(bundle, default_spec(["sleep", "1000"]), rootfs=rootfs)
+        write_bundle(bundle + "-big", default_spec(
+            ["sh", "-c", "dd if=/dev/urandom bs=256M count=1 iflag=fullblock 2>/dev/null "
+             "| sleep 1000"]), rootfs=rootfs)
+        from lowlevel import criu as _criu
+        try:
+            criu = _criu.find_criu()
+        except FileNotFoundError:
+            criu = None
+        b_ops = time_ops(BARERUN, root, bundle, args.n, criu)
+        r_ops = time_ops(runc, root + "-runc", bundle, args.n, criu) if runc else {}
+        for key, what in (("exec", "`exec /bin/true` (CLI)"), ("pause", "`pause` + `resume` (CLI)"),
+                          ("checkpoint", "`checkpoint` + `restore`, 256 MiB (CLI, same CRIU)")):
+            if key in b_ops:
+                rows.append((what, median_ms(b_ops[key]),
+                             median_ms(r_ops[key]) if key in r_ops else None))
         print(f"\nmedians of {args.n} runs, {os.cpu_count()} CPUs, kernel {os.uname().release}\n")
         print("| what | barerun ms | runc ms | ratio |")
         print("|---|---:|---:|---:|")

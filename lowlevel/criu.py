@@ -125,9 +125,16 @@ def swrk(req_type, opts, *, criu_path=None, pass_fds=(), on_notify=None, setup_c
                                 preexec_fn=setup_child, stdin=subprocess.DEVNULL)
         child.close()
         req = rpc.criu_req(type=req_type, opts=opts)
-        parent.send(req.SerializeToString())
+        try:
+            parent.send(req.SerializeToString())
+        except OSError as exc:  # criu is already gone (not a criu, or crashed)
+            raise SwrkError(f"criu {kind}: {criu_path} did not take the request "
+                            f"({exc.strerror}; exit status {proc.wait()})") from None
         while True:
-            data, fds = _recv(parent)
+            try:
+                data, fds = _recv(parent)
+            except ConnectionResetError:
+                data, fds = b"", []
             if not data:
                 raise SwrkError(f"criu {kind}: criu exited without an answer "
                                 f"(exit status {proc.wait()})")

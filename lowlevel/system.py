@@ -137,3 +137,22 @@ def set_oom_score_adj(value, pid="self"):
         write_proc_file(path, value)
     except OSError as exc:
         raise proc_error(exc.errno, pid, f"set oom_score_adj {value!r} of pid {pid}") from None
+
+
+def link_up(name="lo"):
+    """Bring a network interface up (SIOCGIFFLAGS/SIOCSIFFLAGS on a socket,
+    IFF_UP), in the current network namespace: a new one starts with `lo`
+    down."""
+    import fcntl
+    import socket
+    import struct
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    trace("ioctl", op="SIOCSIFFLAGS", interface=name, flags="IFF_UP")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            ifr = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH14x", name.encode(), 0))
+            flags = struct.unpack("16sH14x", ifr)[1]
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(),
+                                                              flags | IFF_UP))
+        except OSError as exc:
+            raise error(exc.errno, f"bring interface {name} up") from None

@@ -13,13 +13,24 @@ CRIU can use as root, a new cgroup is made for the new id, the new stdio
 pipes replace the dumped ones (inherit_fd), a terminal master comes back
 with the orphan-pts-master notify, and the restored init's pid with
 post-restore.  The images stay intact, so one checkpoint restores again.
+
+External unix sockets (``allow_unix_sockets``): a connected socket whose
+peer is outside the container is dumped as external (CRIU's ``external
+unix[ino]``); the descriptor names those whose peer has no name to
+reconnect to, and a restore must be given a new socket in their place:
+``restore_options={"preserve_fds": N}`` hands the caller's fds 3..3+N-1
+to CRIU (inherit-fd) for what the init held at those numbers.  A failed
+restore changes neither the images nor the state: the container stays
+CREATED and start() may try again.
 """
 
 import json
 import os
+import re
 import shutil
 import signal as _signal
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 
 from lowlevel import cgroups
@@ -32,6 +43,7 @@ from . import io as _io
 from .errors import CheckpointError, ContainerError, NotFound
 from .spec import load_bundle
 from .status import Status, require
+from .store import rfc3339_now
 
 DESCRIPTOR = "barerun.json"
 CG_MODES = {"soft": "SOFT", "full": "FULL", "strict": "STRICT", "ignore": "IGNORE",
@@ -89,6 +101,57 @@ def _fd_links(pid):
     return out
 
 
+def _extra_fd_links(pid):
+    """{fd: link} of the init's fds from 3 on: what a restore with
+    ``preserve_fds`` hands new fds for (a socket or pipe to the outside)."""
+    out = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        if int(name) < 3:
+            continue
+        try:
+            out[name] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            pass
+    return out
+
+
+def _unix_socket_inodes(pids):
+    """The inodes of the unix sockets the processes ``pids`` hold open.
+
+    CRIU dumps a connected unix socket whose peer is outside the dump only
+    when it is told that socket is external (``external unix[ino]``); its
+    legacy ``ext_unix_sk`` alone covers named datagram peers only ("Can't
+    dump half of stream unix connection")."""
+    inodes = set()
+    for pid in pids:
+        held = set()
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                held.add(int(link[8:-1]))
+        if not held:
+            continue
+        try:  # the unix sockets of the process's network namespace
+            with open(f"/proc/{pid}/net/unix") as f:
+                next(f, None)
+                unix = {int(line.split()[6]) for line in f if len(line.split()) > 6}
+        except (OSError, ValueError):
+            continue
+        inodes |= held & unix
+    return inodes
+
+
 def checkpoint(container, opts):
     """Dump ``container`` into opts.path; see the module docstring."""
     rpc = _criu._rpc()
@@ -123,8 +186,14 @@ def checkpoint(container, opts):
     for m in spec.mounts:
         if m.bind:
             o.ext_mnt.add(key=m.destination, val=m.destination)
+    if opts.allow_unix_sockets:
+        procs = cg.procs() if cg is not None and cg.exists() else [pid]
+        for ino in sorted(_unix_socket_inodes(procs)):
+            o.external.append(f"unix[{ino}]")
     descriptors = _fd_links(pid)
+    extra = _extra_fd_links(pid)
     was_paused = status == Status.PAUSED
+    started = time.time()
     try:
         with container._store:
             _criu.swrk(rpc.DUMP, o, criu_path=container.criu_path, pass_fds=(imgfd, workfd))
@@ -134,8 +203,10 @@ def checkpoint(container, opts):
                 cg.thaw()  # a failed dump must leave the container running
             except OSError:
                 pass
-        raise CheckpointError(_failure(container.id, "dump", exc, log_path), log_path,
-                              _criu.log_tail(log_path)) from None
+        fresh = _fresh(log_path, started)
+        raise CheckpointError(_failure(container.id, "dump", exc, log_path, started),
+                              log_path if fresh else None,
+                              _criu.log_tail(log_path) if fresh else "") from None
     finally:
         os.close(imgfd)
         os.close(workfd)
@@ -145,7 +216,8 @@ def checkpoint(container, opts):
         "checkpointed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "barerun_version": _version(), "criu_version": _criu_version(container.criu_path),
         "options": {k: v for k, v in options.items() if k not in ("path", "work_path")},
-        "descriptors": descriptors, "terminal": spec.process.terminal,
+        "descriptors": descriptors, "fds": extra, "terminal": spec.process.terminal,
+        "external_unix": _external_unix(path) if opts.allow_unix_sockets else [],
         "cgroup": container._st.get("cgroup"),
     }
     with open(os.path.join(path, DESCRIPTOR), "w") as f:
@@ -158,15 +230,52 @@ def checkpoint(container, opts):
                                else 128 + _signal.SIGKILL)
 
 
-def _failure(cid, what, exc, log_path):
+def _external_unix(path):
+    """The keys ("socket:[ino]") of the dumped unix sockets whose peer was
+    outside the container and has no name to reconnect to: a restore must
+    be handed a socket for each (CRIU's inherit-fd), or CRIU fails on them
+    (4.2.1 even crashes).  Read from CRIU's files.img."""
+    try:
+        from pycriu import images
+        with open(os.path.join(path, "files.img"), "rb") as f:
+            entries = images.load(f)["entries"]
+    except Exception:  # noqa: BLE001 - an unreadable image: nothing known
+        return []
+    usks = [e["usk"] for e in entries if e.get("type") == "UNIXSK" and "usk" in e]
+    outside = {u["ino"] for u in usks if u.get("uflags", 0) & 1 and not u.get("name")}
+    return sorted(f"socket:[{u['ino']}]" for u in usks
+                  if not u.get("uflags", 0) & 1 and u.get("peer") in outside)
+
+
+def _fresh(log_path, since):
+    """True when CRIU wrote ``log_path`` in this attempt (not a stale log
+    of an earlier dump/restore in the same work directory)."""
+    try:
+        return os.stat(log_path).st_mtime >= since - 0.05  # the fs clock is coarse
+    except OSError:
+        return False
+
+
+# CRIU logs these as errors and goes on: not the cause of a failure
+_NOISE = re.compile(r"rlimit: Can't setup|execvp\(\"ip6?tables|ip6?tables(-legacy)?-(restore|save)"
+                    r" -V failed")
+
+
+def _failure(cid, what, exc, log_path, since=None):
     """The message of a failed dump/restore: CRIU's own words for the cause.
 
     cr_errmsg is CRIU's *first* error, often a harmless one (it cannot raise
-    its own RLIMIT_NOFILE without CAP_SYS_RESOURCE); the cause is the last
-    error before the final "Dumping FAILED"."""
-    errors = _criu.log_errors(log_path)
-    cause = [e for e in errors if "FAILED" not in e and "rlimit: Can't setup" not in e]
-    text = "; ".join(cause[:3]) if cause else (exc.errmsg or str(exc))
+    its own RLIMIT_NOFILE without CAP_SYS_RESOURCE; it probes for
+    iptables-restore); the cause is the last errors before the final
+    "Dumping/Restoring FAILED" (what follows it is CRIU cleaning up)."""
+    fresh = since is None or _fresh(log_path, since)
+    errors = _criu.log_errors(log_path) if fresh else []
+    for n, e in enumerate(errors):
+        if "FAILED" in e:
+            errors = errors[:n] or errors[n + 1:]
+            break
+    cause = [e for e in errors if "FAILED" not in e and not _NOISE.search(e)]
+    text = "; ".join(cause[-3:]) if cause else (exc.errmsg or str(exc))
     return f"container {cid}: criu {what} failed: {text}"
 
 
@@ -210,8 +319,7 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
         state = {
             "id": store.id, "status": "created", "pid": 0, "start_time": 0,
             "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": cgroup_path(spec, store.id),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) +
-                       f".{time.time_ns() % 1_000_000_000:09d}Z",
+            "created": rfc3339_now(),
             "annotations": spec.annotations, "owner": "",
             "restore": {"path": path, "pid_file": pid_file, "console_socket": console_socket,
                         "work_path": (options or {}).get("work_path"),
@@ -226,8 +334,46 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
         store.remove()
         raise
     c = Container(store, state, spec=spec)
-    c._restore_io = io
+    # as a plain create consumes the caller's fds at create time, so does
+    # this one: the IO fds and fds 3..3+preserve_fds-1 are dup'd now (the
+    # caller may close its own), used by start(), closed once restored
+    held = []
+    c._restore_io = _dup_io(io, held)
+    n = int((options or {}).get("preserve_fds") or 0)
+    c._restore_fds = {}
+    try:
+        for fd in range(3, 3 + n):
+            c._restore_fds[fd] = os.dup(fd)
+            held.append(c._restore_fds[fd])
+    except OSError as exc:
+        _close_all(held)
+        store.remove()
+        raise ContainerError(f"create {store.id}: preserve fd {fd}: {exc.strerror}") from None
+    c._restore_held = held
+    c._restore_finalizer = weakref.finalize(c, _close_all, held)
     return c
+
+
+def _dup_io(io, held):
+    """``io`` with its int fds replaced by dups (recorded in ``held``)."""
+    if io is None:
+        return None
+    kw = {}
+    for name in ("stdin", "stdout", "stderr"):
+        v = getattr(io, name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = os.dup(v)
+            held.append(v)
+        kw[name] = v
+    return _io.IO(terminal=io.terminal, **kw)
+
+
+def _close_all(fds):
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
 
 
 def restore(container):
@@ -252,6 +398,7 @@ def restore(container):
     imgfd = workfd = None
     log_path = os.path.join(work, "restore.log")
     result = {}
+    started = time.time()
     try:
         cg.set_resources(to_cgroup_resources(spec.resources))
         apply_device_rules(cg, device_rules(spec))
@@ -259,8 +406,13 @@ def restore(container):
         M.mount(spec.rootfs, criu_root, None, M.MS["MS_BIND"] | M.MS["MS_REC"])
         mounted = True
         M.mount(None, criu_root, None, M.MS["MS_PRIVATE"] | M.MS["MS_REC"])
-        imgfd = os.open(path, os.O_DIRECTORY | os.O_RDONLY)
-        workfd = os.open(work, os.O_DIRECTORY | os.O_RDONLY)
+        try:
+            imgfd = os.open(path, os.O_DIRECTORY | os.O_RDONLY)
+            os.makedirs(work, exist_ok=True)  # as runc: the work path is made
+            workfd = os.open(work, os.O_DIRECTORY | os.O_RDONLY)
+        except OSError as exc:
+            raise ContainerError(f"restore {container.id}: {exc.filename}: "
+                                 f"{exc.strerror}") from None
         o = _criu.new_opts()
         o.images_dir_fd = imgfd
         o.work_dir_fd = workfd
@@ -281,6 +433,28 @@ def restore(container):
             if link.startswith("pipe:") and stdio.child[i] is not None:
                 o.inherit_fd.add(key=link, fd=stdio.child[i])
                 pass_fds.append(stdio.child[i])
+        # preserve_fds: the new fds 3.. take the place of what the init held
+        # there when it was dumped (an external unix socket or pipe)
+        dumped = desc.get("fds") or {}
+        preserved = getattr(container, "_restore_fds", None)
+        if preserved is None:  # start() in another process: its own fds
+            n = int(opts.get("preserve_fds") or 0)
+            preserved = {fd: fd for fd in range(3, 3 + n)}
+        for fd, have in sorted(preserved.items()):
+            link = dumped.get(str(fd), "")
+            if link.startswith(("socket:[", "pipe:[")):
+                o.inherit_fd.add(key=link, fd=have)
+                pass_fds.append(have)
+        given = {i.key for i in o.inherit_fd}
+        missing = [k for k in desc.get("external_unix") or [] if k not in given]
+        if missing:
+            at = {link: fd for fd, link in dumped.items()}
+            where = ", ".join(f"{k} (fd {at[k]} of the init)" if k in at else k
+                              for k in missing)
+            raise CheckpointError(
+                f"container {container.id}: the checkpoint holds a unix socket connected "
+                f"to a peer outside the container: {where}; restore needs a new socket "
+                "in its place (preserve_fds)")
 
         def on_notify(script, pid, fds):
             if script == "post-restore":
@@ -297,17 +471,19 @@ def restore(container):
                         s.close()
                         os.close(master)
                 else:
-                    from .console import Relay
-                    result["console"] = Relay(master, io)
+                    result["master"] = master  # relayed once the restore succeeded
 
+        started = time.time()  # a restore.log older than this is stale
         _criu.swrk(rpc.RESTORE, o, criu_path=container.criu_path, pass_fds=pass_fds,
                    on_notify=on_notify)
     except _criu.SwrkError as exc:
-        _undo_restore(cg, stdio)
-        raise CheckpointError(_failure(container.id, "restore", exc, log_path), log_path,
-                              _criu.log_tail(log_path)) from None
+        _undo_restore(cg, stdio, result)
+        fresh = _fresh(log_path, started)
+        raise CheckpointError(_failure(container.id, "restore", exc, log_path, started),
+                              log_path if fresh else None,
+                              _criu.log_tail(log_path) if fresh else "") from None
     except BaseException:
-        _undo_restore(cg, stdio)
+        _undo_restore(cg, stdio, result)
         raise
     finally:
         for fd in (imgfd, workfd):
@@ -324,9 +500,21 @@ def restore(container):
             pass
     pid = result.get("pid")
     if not pid:
+        _undo_restore(cg, stdio, result)
         raise CheckpointError(f"container {container.id}: CRIU restored but sent no "
                               "post-restore pid", log_path, _criu.log_tail(log_path))
     stdio.close_child_side()
+    if result.get("master") is not None:
+        from .console import Relay
+        result["console"] = Relay(result.pop("master"), io)
+    held = getattr(container, "_restore_held", None)
+    if held:
+        # the dups of the caller's fds: the relays and CRIU have their own
+        # now, except a console's stdin, which its thread dups when it runs
+        # (a read end: harmless to keep until the container object goes)
+        keep = io.stdin if result.get("console") is not None and io is not None else None
+        _close_all([fd for fd in held if fd != keep])
+        held[:] = [fd for fd in held if fd == keep]
     st.update(pid=pid, start_time=P.start_time(pid), status="running")
     st.pop("restore", None)
     container._store.write(st)
@@ -341,11 +529,26 @@ def restore(container):
         container._console.start()
 
 
-def _undo_restore(cg, stdio):
-    """A failed restore leaves the checkpoint and the state store as they were."""
+def _undo_restore(cg, stdio, result):
+    """A failed restore leaves the checkpoint and the state store as they
+    were (and the container CREATED: start() may try again)."""
     if stdio is not None:
         stdio.close_child_side()
         stdio.close_stdin()
+        for r in stdio.relays:  # never started: close what they would have
+            if r.ident is not None:
+                continue
+            if r.name.endswith("stdin"):  # its pipe's writing end: close_stdin did
+                if isinstance(r.src, int):
+                    _io._close(r.src)
+                _io._close(r._wake_r)
+                _io._close(r._wake_w)
+            else:
+                _io._close(r.src)
+                if isinstance(r.dst, int):
+                    _io._close(r.dst)
+    if result.get("master") is not None:
+        _io._close(result.pop("master"))
     try:
         cg.kill_all(_signal.SIGKILL)
     except OSError:

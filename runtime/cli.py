@@ -62,6 +62,7 @@ def _setup_logging(args):
             handler = logging.FileHandler(args.log, mode="a")
         except OSError as exc:
             sys.stderr.write(f"barerun: cannot open log file {args.log}: {exc.strerror}\n")
+            args.log = None  # errors go to stderr, once, as without --log
             handler = logging.StreamHandler(sys.stderr)
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -351,7 +352,8 @@ def build_parser():
     p.add_argument("--criu", default=None, help="path of the criu binary")
     p.add_argument("--rootless", default=None)
     p.add_argument("--version", "-v", action="store_true")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    # not dest="command": exec has a positional of that name (its command line)
+    sub = p.add_subparsers(dest="subcommand", parser_class=_Parser)
 
     s = sub.add_parser("spec", help="write a default config.json")
     s.add_argument("--bundle", "-b", default=None)
@@ -518,7 +520,7 @@ def main(argv=None):
     if args.version:
         cmd_version(args)
         return 0
-    if not args.command:
+    if not args.subcommand:
         parser.print_help(sys.stderr)
         return 1
     _setup_logging(args)
@@ -536,6 +538,9 @@ def main(argv=None):
         return _fail(args, str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a user never sees a traceback
+        log.debug("internal error", exc_info=True)
+        return _fail(args, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _fail(args, message):

@@ -90,7 +90,9 @@ class Relay:
         else:
             self.threads.append(threading.Thread(target=self._drain, args=(os.dup(master),),
                                                  daemon=True, name="barerun-console-out"))
-        self._stdin_src = inp
+        # take our own copy of the caller's stdin now: the caller may close
+        # its fd as soon as create() returns
+        self._stdin_src = os.dup(inp) if isinstance(inp, int) else inp
         if inp is not None:
             self.threads.append(threading.Thread(target=self._copy_in, daemon=True,
                                                  name="barerun-console-in"))
@@ -123,7 +125,7 @@ class Relay:
     def _copy_in(self):
         inp = self._stdin_src
         try:
-            src = os.dup(inp) if isinstance(inp, int) else os.open(
+            src = inp if isinstance(inp, int) else os.open(
                 os.fspath(inp), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return

@@ -119,8 +119,6 @@ class Container:
             if st.get("status") == "creating" and st.get("pid", 0) == 0:
                 return Status.STOPPED
             return Status.STOPPED
-        if os.path.exists(self._store.fifo_path):
-            return Status.CREATED
         cg = self.cgroup
         if cg is not None:
             try:
@@ -128,6 +126,8 @@ class Container:
                     return Status.PAUSED
             except OSError:
                 pass
+        if os.path.exists(self._store.fifo_path):
+            return Status.CREATED
         return Status.RUNNING
 
     def state(self):

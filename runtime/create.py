@@ -30,7 +30,7 @@ from . import io as _io
 from .errors import ChildError, ContainerError, InvalidSpec
 from .init import run_init
 from .spec import Process, Spec, load_bundle
-from .store import Store
+from .store import Store, rfc3339_now
 
 _own_pidns = None
 
@@ -192,8 +192,11 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
     spec = load_bundle(bundle)
     if checkpoint is not None:
         from .checkpoint import prepare_restore
+        opts = dict(restore_options or {})
+        if preserve_fds and "preserve_fds" not in opts:
+            opts["preserve_fds"] = preserve_fds
         return prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
-                               console_socket=console_socket, options=restore_options)
+                               console_socket=console_socket, options=opts)
     if spec.process.terminal and console_socket is None and (
             io is None or getattr(io, "stdin", None) == "inherit"):
         raise InvalidSpec("process.terminal", "a terminal needs a --console-socket "
@@ -209,8 +212,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         state = {
             "id": cid, "status": "creating", "pid": 0, "start_time": 0,
             "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": cgpath,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) +
-                       f".{time.time_ns() % 1_000_000_000:09d}Z",
+            "created": rfc3339_now(),
             "annotations": spec.annotations, "owner": "",
             "new_pidns": "pid" in spec.namespaces and not spec.namespaces["pid"],
         }

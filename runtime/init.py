@@ -111,6 +111,12 @@ def _init(plan):
             N.unshare(new_flags)
         except OSError as exc:
             raise Fail("unshare", exc) from None
+    if new_flags & N.FLAGS["net"]:
+        # a new network namespace has only `lo`, and it is down
+        try:
+            S.link_up("lo")
+        except OSError as exc:
+            raise Fail("bring lo up", exc, "lo") from None
     # the start fifo lives in the host's state dir: open it before pivot_root
     fifo_fd = None
     if plan.fifo_path:
@@ -177,6 +183,12 @@ def _init(plan):
     report(plan.report_fd, ready=True)
     os.close(plan.report_fd)
     if fifo_fd is not None:
+        # waiting as pid 1 of its pid namespace, the init would ignore every
+        # signal it has no handler for (only SIGKILL is forced): make the
+        # usual stop signals end a created container, as with runc
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                    signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, _exit_on_signal)
         while True:
             try:
                 got = os.read(fifo_fd, 1)
@@ -191,6 +203,10 @@ def _init(plan):
     except OSError as exc:
         os.write(2, f"barerun: exec {proc.args[0]}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+
+def _exit_on_signal(sig, _frame):
+    os._exit(128 + sig)
 
 
 def prepare_process(proc, console_fd=None):

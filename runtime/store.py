@@ -21,6 +21,14 @@ ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 DEFAULT_ROOT = "/run/barerun"
 
 
+def rfc3339_now():
+    """Now as RFC 3339 with nanoseconds, from one clock reading (runc's form)."""
+    import time
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        f".{ns % 1_000_000_000:09d}Z"
+
+
 def validate_id(cid):
     if not isinstance(cid, str) or not ID_RE.fullmatch(cid):
         shown = cid if isinstance(cid, str) and len(cid) <= 140 else f"{str(cid)[:40]}..."
