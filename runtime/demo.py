@@ -32,6 +32,11 @@ def show(path, prefix="    "):
     return text
 
 
+def _last_tick(path):
+    words = open(path).read().split()
+    return int(words[-1]) if words and words[-1].isdigit() else 0
+
+
 def run_once(bundle_dir, rootfs, cid, script, out):
     """Run ``sh -c script`` in a container and wait for it (for the look-around)."""
     write_bundle(bundle_dir, default_spec(["sh", "-c", script]), rootfs=rootfs)
@@ -96,6 +101,68 @@ def main(argv=None):
         other = runtime.load(cid, root=ROOT)
         print(f"    load({cid!r}).state() = {other.state()}")
 
+        say("exec: a second process joins the container's namespaces (one setns on a pidfd)")
+        import json
+        out2 = os.path.join(work, "exec.txt")
+        p = c.exec(runtime.ExecOpts(json.dumps(default_spec(
+            ["sh", "-c", "echo \"exec'd as pid $$ in $(hostname); init is: "
+             "$(tr '\\0' ' ' < /proc/1/cmdline)\""])["process"]).encode(),
+            runtime.IO(stdout=out2, stderr=out2)))
+        print(f"    host pid {p.pid}, exit status {p.wait()}")
+        show(out2)
+
+        say("pause: the cgroup freezer stops every process; resume thaws them")
+        c.pause()
+        before = _last_tick(log)
+        time.sleep(0.4)
+        print(f"    status {c.state().status.oci}: counter {before} -> {_last_tick(log)} "
+              "(frozen)")
+        c.resume()
+        time.sleep(0.4)
+        print(f"    status {c.state().status.oci}: counter now {_last_tick(log)}")
+
+        say("checkpoint with CRIU (exit=True): the counter's whole state goes to images")
+        images = os.path.join(work, "checkpoint")
+        try:
+            t0 = time.perf_counter()
+            c.checkpoint(runtime.CheckpointOpts(exit=True, path=images))
+            stopped_at = _last_tick(log)
+            print(f"    dumped in {(time.perf_counter() - t0) * 1000:.0f} ms; counter stopped "
+                  f"at {stopped_at}; status {c.state().status.oci}")
+            print(f"    {len(os.listdir(images))} files in {images}, e.g. "
+                  f"{sorted(f for f in os.listdir(images) if f.endswith('.img'))[:4]}")
+            c.wait()
+            c.delete()
+            say("restore under a new id: create(..., checkpoint=dir), then start()")
+            log2 = os.path.join(work, "counter2.txt")
+            c = runtime.create(cid + "-restored", bundle, root=ROOT,
+                               io=runtime.IO(stdout=log2, stderr=log2), checkpoint=images)
+            t0 = time.perf_counter()
+            c.start()
+            print(f"    restored in {(time.perf_counter() - t0) * 1000:.0f} ms as host pid "
+                  f"{c.pid}, status {c.state().status.oci}")
+            time.sleep(0.5)
+            print(f"    the counter goes on from {stopped_at}: "
+                  f"{open(log2).read().split()[1:8:2]}")
+        except runtime.CheckpointError as exc:
+            print(f"    checkpoint/restore unavailable here: {str(exc).splitlines()[0]}")
+
+        say("a terminal: the pty is made in the container's own devpts")
+        tbundle = os.path.join(work, "tty")
+        spec = default_spec(["sh", "-c", "tty; stty size"], terminal=True)
+        spec["process"]["consoleSize"] = {"height": 24, "width": 80}
+        write_bundle(tbundle, spec, rootfs=rootfs)
+        tout = os.path.join(work, "tty.txt")
+        r, w = os.pipe()
+        t = runtime.create(cid + "-tty", tbundle, root=ROOT,
+                           io=runtime.IO(stdin=r, stdout=tout, terminal=True))
+        os.close(r)
+        t.start()
+        t.wait()
+        t.delete()
+        os.close(w)
+        show(tout)
+
         say("kill SIGKILL through a pidfd, then wait for the exit status")
         c.kill(signal.SIGKILL)
         print(f"    exit status {c.wait()} (128 + 9)")
@@ -103,9 +170,10 @@ def main(argv=None):
         say("delete: cgroups and state removed")
         c.delete()
         c = None
-        left = [p for p in ("/sys/fs/cgroup/memory/barerun/" + cid,
-                            "/sys/fs/cgroup/unified/barerun/" + cid, os.path.join(ROOT, cid))
-                if os.path.exists(p)]
+        left = [p for p in os.listdir(ROOT) if p.startswith(cid)] if os.path.isdir(ROOT) else []
+        left += [os.path.join(d, x) for d in ("/sys/fs/cgroup/memory/barerun",
+                                              "/sys/fs/cgroup/unified/barerun")
+                 if os.path.isdir(d) for x in os.listdir(d) if x.startswith(cid)]
         print("    nothing left behind" if not left else f"    LEFT BEHIND: {left}")
         say("done")
         return 0 if not left else 1
