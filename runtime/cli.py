@@ -72,11 +72,15 @@ def _setup_logging(args):
         handler.setFormatter(logging.Formatter("barerun: %(message)s" if not args.log
                                                else "%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)
-    if args.trace and args.log:
-        # --trace always shows the steps on stderr
+    if args.trace:
+        # --trace shows every kernel step on stderr, each with the pid that
+        # made it as that process sees itself (1: the container's init)
         t = logging.StreamHandler(sys.stderr)
-        t.setFormatter(logging.Formatter("trace: %(message)s"))
-        logging.getLogger("barerun.trace").addHandler(t)
+        t.setFormatter(logging.Formatter("trace %(process)d: %(message)s"))
+        tlog = logging.getLogger("barerun.trace")
+        tlog.addHandler(t)
+        tlog.setLevel(logging.DEBUG)
+        tlog.propagate = bool(args.debug)  # --debug also sends them to --log
 
 
 # ---------------------------------------------------------------- commands

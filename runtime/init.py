@@ -48,7 +48,8 @@ def run_init(plan):
     except Fail as f:
         _send_error(plan.report_fd, f.step, f.message, f.errno, f.path)
     except rootfs.StepError as e:
-        _send_error(plan.report_fd, e.step, str(e.exc), getattr(e.exc, "errno", None), e.path)
+        _send_error(plan.report_fd, e.step, getattr(e.exc, "strerror", None) or str(e.exc),
+                    getattr(e.exc, "errno", None), e.path)
     except InvalidSpec as e:
         _send_error(plan.report_fd, "spec", str(e), None, e.field)
     except BaseException as e:  # noqa: BLE001 - report anything, never a traceback
