@@ -126,16 +126,24 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         r, w = os.pipe2(os.O_CLOEXEC)
         new_pidns = theirs.get("pid") != own.get("pid")
         cg = container.cgroup
+        cgfd = cg.open_unified_fd() if cg is not None and cg.exists() else None
         if new_pidns:
+            from .create import own_pidns_fd
+            own_pidns_fd()  # opened before leaving our pid namespace for children
             N.setns(pidfd, N.FLAGS["pid"])
+        pid = -1
         try:
-            pid = os.fork()
+            # clone3 + CLONE_INTO_CGROUP: born in the container's v2 cgroup
+            pid, joined = N.fork(cgfd)
             if pid == 0:
-                _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan)
+                _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan,
+                       joined)
         finally:
             if new_pidns and pid != 0:
                 from .create import own_pidns_fd
                 N.setns(own_pidns_fd(), N.FLAGS["pid"])
+            if cgfd is not None and pid != 0:
+                os.close(cgfd)
         os.close(w)
         w = None
         stdio.close_child_side()
@@ -179,7 +187,8 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
                 os.close(fd)
 
 
-def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None):
+def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
+           joined_unified=False):
     """In the forked child: never returns."""
     from .init import Fail, _send_error, close_stray_fds, find_executable, prepare_process, report
     try:
@@ -195,7 +204,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         close_stray_fds(keep, preserve_fds)
         if cg is not None:
             try:
-                cg.join()
+                cg.join(unified=not joined_unified)
             except OSError as exc:
                 raise Fail("join cgroup", exc, cg.rel) from None
         sock = None
