@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # must match lowlevel/_ffi.py; bump when a binding changes
-NATIVE_VERSION = "2"
+NATIVE_VERSION = "3"
 
 
 def _load(name):
@@ -33,7 +33,12 @@ def build_ffi():
     source += "".join(mod.INCLUDES for mod in mods)
     source += 'static const char *const BARERUN_NATIVE_VERSION = "%s";\n' % NATIVE_VERSION
     source += "".join(mod.CUSTOMIZATIONS for mod in mods)
-    ffi.set_source("lowlevel._native", source, extra_compile_args=["-O2", "-Wall"])
+    # libraries a binding links (libseccomp), in the order bindings list them
+    libraries = []
+    for mod in mods:
+        libraries += [lib for lib in getattr(mod, "LIBRARIES", []) if lib not in libraries]
+    ffi.set_source("lowlevel._native", source, libraries=libraries,
+                   extra_compile_args=["-O2", "-Wall"])
     return ffi
 
 

@@ -14,13 +14,24 @@ from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize, 
 from .create import create as _create
 from .errors import (AlreadyExists, CheckpointError, ChildError, ContainerError, InvalidId,
                      InvalidSpec, InvalidState, NotFound)
-from .checkpoint import CheckpointOpts
-from .exec import ExecOpts, Process
 from .io import IO
 from .status import Status
 from .store import DEFAULT_ROOT
 
 __version__ = "0.1.0"
+
+# imported on first use: a CLI call that does not exec or checkpoint should
+# not pay for loading those modules
+_LAZY = {"CheckpointOpts": "checkpoint", "ExecOpts": "exec", "Process": "exec"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
 
 
 def create(id, bundle, *, root=DEFAULT_ROOT, io=None, checkpoint=None, **kwargs):

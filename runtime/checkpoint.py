@@ -328,6 +328,9 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
                                     **{k: v for k, v in (options or {}).items()
                                        if k != "work_path"}}},
         }
+        if spec.seccomp is not None:
+            # CRIU restores the init's filter; exec'd processes get it from here
+            state["seccomp"] = spec.raw["linux"]["seccomp"]
         with store:
             store.write(state)
     except BaseException:
@@ -402,6 +405,13 @@ def restore(container):
     try:
         cg.set_resources(to_cgroup_resources(spec.resources))
         apply_device_rules(cg, device_rules(spec))
+        # as runc: the mount points a create would have made (a fresh rootfs,
+        # as podman's restore --import gives, lacks /etc/hosts ...)
+        from .rootfs import StepError, make_restore_mountpoints
+        try:
+            make_restore_mountpoints(spec)
+        except StepError as exc:
+            raise ContainerError(f"restore {container.id}: {exc}") from None
         os.makedirs(criu_root, exist_ok=True)
         M.mount(spec.rootfs, criu_root, None, M.MS["MS_BIND"] | M.MS["MS_REC"])
         mounted = True

@@ -27,6 +27,7 @@ from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
 from . import io as _io
+from . import seccomp as _seccomp
 from .errors import ChildError, ContainerError, InvalidSpec
 from .init import run_init
 from .spec import Process, Spec, load_bundle
@@ -56,6 +57,7 @@ class InitPlan:
     console: object = None  # console.Channel when process.terminal
     close_fds: tuple = ()  # parent-only fds to close first (the state lock)
     joined_unified: bool = False  # forked straight into the v2 cgroup
+    seccomp: object = None  # lowlevel seccomp.Filter, built; the init loads it
 
 
 def cgroup_path(spec, cid):
@@ -201,6 +203,9 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             io is None or getattr(io, "stdin", None) == "inherit"):
         raise InvalidSpec("process.terminal", "a terminal needs a --console-socket "
                           "(or, in the library, an IO to relay it to)")
+    # linux.seccomp: built now, so a rule libseccomp refuses is refused
+    # before anything is made; the init inherits it and loads it
+    sfilter = _seccomp.build(spec.seccomp) if spec.seccomp is not None else None
     store.create()
     cg = None
     pid = None
@@ -216,6 +221,9 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             "annotations": spec.annotations, "owner": "",
             "new_pidns": "pid" in spec.namespaces and not spec.namespaces["pid"],
         }
+        if spec.seccomp is not None:
+            # exec'd processes get the container's filter (as runc)
+            state["seccomp"] = spec.raw["linux"]["seccomp"]
         store.write(state)
         cg = cgroups.Cgroup(cgpath)
         cg.create()
@@ -237,7 +245,8 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=w,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
                         null_stdio=stdio.null,
-                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, r))
+                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, r),
+                        seccomp=sfilter)
         pid = fork_init(plan)
         os.close(w)
         w = None
@@ -270,6 +279,8 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         for fd in (r, w):
             if fd is not None:
                 os.close(fd)
+        if sfilter is not None:
+            sfilter.release()  # the init has its own copy
 
 
 def _undo(store, cg, pid, stdio):

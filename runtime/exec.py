@@ -5,7 +5,9 @@ Parent side: the container's pid namespace is entered for children only
 stays this process's child; the parent goes back at once.  Child side:
 non-dumpable -> join the cgroup -> setns(pidfd, mnt|uts|ipc|net|cgroup) in
 one call (one setns per namespace on older kernels) -> the process spec
-(rlimits, user, capabilities, no_new_privs) -> "ready" -> execve.
+(rlimits, [seccomp], user, capabilities, no_new_privs) -> [seccomp with
+no_new_privs] -> "ready" -> execve.  The seccomp filter is the container's
+(linux.seccomp of its config.json, kept in its state), as with runc.
 """
 
 import json
@@ -18,8 +20,9 @@ from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
 from . import io as _io
+from . import seccomp as _seccomp
 from .errors import ContainerError, InvalidState
-from .spec import parse_process
+from .spec import parse_process, parse_seccomp
 from .status import Status
 
 
@@ -105,6 +108,9 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
     except (ValueError, TypeError) as exc:
         raise ContainerError(f"exec: the process spec is not valid JSON: {exc}") from None
     proc = parse_process(raw, "process")
+    sfilter = None
+    if container._st.get("seccomp"):
+        sfilter = _seccomp.build(parse_seccomp({"seccomp": container._st["seccomp"]}))
     pidfd = container._init_pidfd()
     stdio = None
     r = w = None
@@ -137,7 +143,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
             pid, joined = N.fork(cgfd)
             if pid == 0:
                 _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan,
-                       joined)
+                       joined, sfilter=sfilter)
         finally:
             if new_pidns and pid != 0:
                 from .create import own_pidns_fd
@@ -188,7 +194,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
 
 
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
-           joined_unified=False):
+           joined_unified=False, sfilter=None):
     """In the forked child: never returns."""
     from .init import Fail, _send_error, close_stray_fds, find_executable, prepare_process, report
     try:
@@ -228,11 +234,17 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
                 raise Fail("create the console (pty in the container's devpts)", exc,
                            "/dev/ptmx") from None
         _io.reopen_null()
-        prepare_process(proc, console_fd)
+        prepare_process(proc, console_fd, sfilter)
         exe = find_executable(proc)
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+        if sfilter is not None and proc.no_new_privileges:
+            # late, as in the init; before "ready", so a failure is reported
+            try:
+                _seccomp.load(sfilter)
+            except OSError as exc:
+                raise Fail("seccomp", exc, "linux.seccomp") from None
         report(w, ready=True)
         os.close(w)
-        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
         os.execve(exe, proc.args, env)
     except Fail as f:
         _send_error(w, f.step, f.message, f.errno, f.path)

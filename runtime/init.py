@@ -8,8 +8,9 @@ _exit()s.  The order of the steps is the order a reader should learn them:
 
   non-dumpable -> join cgroups -> namespaces -> rootfs (mounts, devices,
   pivot_root) -> hostname -> sysctl / oom_score_adj -> masked and
-  read-only paths -> rlimits -> user, groups, capabilities ->
-  no_new_privs -> close stray fds -> "ready" -> wait for start -> execve.
+  read-only paths -> rlimits -> [seccomp without no_new_privs] -> user,
+  groups, capabilities -> no_new_privs -> close stray fds -> "ready" ->
+  wait for start -> [seccomp with no_new_privs] -> execve.
 """
 
 import errno
@@ -22,6 +23,7 @@ from lowlevel import namespaces as N
 from lowlevel import system as S
 
 from . import rootfs
+from . import seccomp as _seccomp
 from .errors import InvalidSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -179,7 +181,7 @@ def _init(plan):
         except OSError as exc:
             raise Fail("create the console (pty in the container's devpts)", exc,
                        "/dev/ptmx") from None
-    prepare_process(proc, console_fd)
+    prepare_process(proc, console_fd, plan.seccomp)
     exe = find_executable(proc)
     report(plan.report_fd, ready=True)
     os.close(plan.report_fd)
@@ -199,6 +201,15 @@ def _init(plan):
                 break
         os.close(fifo_fd)
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    if plan.seccomp is not None and proc.no_new_privileges:
+        # with no_new_privs the filter needs no capability: loaded as late
+        # as possible, so the runtime's own syscalls above need not pass it
+        # (the report pipe is closed: say it on stderr, as a failed execve)
+        try:
+            _seccomp.load(plan.seccomp)
+        except OSError as exc:
+            os.write(2, f"barerun: linux.seccomp: {exc.strerror or exc}\n".encode())
+            os._exit(1)
     try:
         os.execve(exe, proc.args, env)
     except OSError as exc:
@@ -210,14 +221,22 @@ def _exit_on_signal(sig, _frame):
     os._exit(128 + sig)
 
 
-def prepare_process(proc, console_fd=None):
+def prepare_process(proc, console_fd=None, seccomp=None):
     """rlimits, terminal, cwd, groups, uid/gid, capabilities, no_new_privs:
-    shared by the init and by exec'd processes."""
+    shared by the init and by exec'd processes.  ``seccomp`` (a built
+    filter) is loaded here only without no_new_privs: then loading needs
+    CAP_SYS_ADMIN, so it comes before the capabilities are dropped (as
+    runc); with no_new_privs the caller loads it just before execve."""
     for name, soft, hard in proc.rlimits:
         try:
             S.setrlimit(name, soft, hard)
         except OSError as exc:
-            raise Fail(f"setrlimit {name}", exc, message=str(exc)) from None
+            # the errno's own words too (runc's "operation not permitted"):
+            # podman classifies the error by them
+            message = exc.strerror or str(exc)
+            if exc.errno and os.strerror(exc.errno).lower() not in message.lower():
+                message += f" ({os.strerror(exc.errno)})"
+            raise Fail(f"setrlimit {name}", exc, message=message) from None
     if console_fd is not None:
         from lowlevel import tty
         try:
@@ -240,6 +259,11 @@ def prepare_process(proc, console_fd=None):
     except OSError as exc:
         if user.uid == 0:
             raise Fail("chdir to process.cwd", exc, proc.cwd) from None
+    if seccomp is not None and not proc.no_new_privileges:
+        try:
+            _seccomp.load(seccomp)
+        except OSError as exc:
+            raise Fail("seccomp", exc, "linux.seccomp") from None
     capset = proc.capabilities
     try:
         if capset is not None:

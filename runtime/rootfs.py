@@ -167,6 +167,8 @@ def mount_one(rootfd, spec, m):
                           M.fd_path(mfd), None, flags | MS["MS_REMOUNT"] | MS["MS_BIND"])
                 finally:
                     os.close(mfd)
+        elif m.copyup:
+            mount_tmpfs_copyup(rootfd, m, fd, flags)
         else:
             _step(f"mount {m.type} ({m.field})", dest, M.mount, src, target, m.type,
                   flags, m.data or None)
@@ -180,6 +182,152 @@ def mount_one(rootfd, spec, m):
                       M.fd_path(mfd), None, p)
         finally:
             os.close(mfd)
+
+
+def mount_tmpfs_copyup(rootfd, m, fd, flags):
+    """A tmpfs with the option ``tmpcopyup`` (as runc and crun): it starts
+    with a copy of the directory it covers, so an image's /run, /tmp or
+    /etc/x stays populated under a writable tmpfs (podman's --tmpfs,
+    --read-only, --systemd).
+
+    ``fd`` (from mkdir_in_root) names the covered directory itself: after
+    the tmpfs is mounted over it, the fd still reads the directory below,
+    so no temporary mount point outside the rootfs is needed.  The copy
+    never follows a symlink (they are copied as symlinks) and keeps modes,
+    owners and times; the tmpfs root takes the covered directory's mode
+    and owner unless the options say mode=, uid= or gid=.  A read-only
+    tmpfs is mounted writable, filled, then remounted read-only."""
+    dest = m.destination
+    step = f"tmpcopyup ({m.field})"
+    old = _step(f"open covered directory ({step})", dest, os.open, ".",
+                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        st = os.fstat(old)
+        _step(f"mount tmpfs ({m.field})", dest, M.mount, m.source or "tmpfs", M.fd_path(fd),
+              "tmpfs", flags & ~MS["MS_RDONLY"], m.data or None)
+        new = _step(f"open the new tmpfs ({step})", dest, M.open_in_root, rootfd, dest,
+                    os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            opts = {o.split("=", 1)[0] for o in m.data.split(",") if o}
+            try:
+                if not opts & {"uid", "gid"}:
+                    os.fchown(new, st.st_uid, st.st_gid)
+                if "mode" not in opts:
+                    os.fchmod(new, stat.S_IMODE(st.st_mode))
+            except OSError as exc:
+                raise StepError(step, dest, exc) from None
+            _copy_tree(old, new, dest.rstrip("/"), step)
+            if flags & MS["MS_RDONLY"]:
+                _step(f"remount tmpfs read-only ({m.field})", dest, M.mount, None,
+                      M.fd_path(new), None, flags | MS["MS_REMOUNT"])
+        finally:
+            os.close(new)
+    finally:
+        os.close(old)
+
+
+def _copy_tree(src, dst, path, step):
+    """Copy the entries of directory fd ``src`` into directory fd ``dst``
+    (recursively, without following symlinks); ``path`` names ``src`` in
+    errors."""
+    with os.scandir(src) as entries:
+        names = [e.name for e in entries]
+    for name in names:
+        where = f"{path}/{name}"
+        try:
+            st = os.stat(name, dir_fd=src, follow_symlinks=False)
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                os.mkdir(name, 0o700, dir_fd=dst)
+                s = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=src)
+                try:
+                    d = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                dir_fd=dst)
+                    try:
+                        _copy_tree(s, d, where, step)
+                        _copy_attrs(d, st)
+                    finally:
+                        os.close(d)
+                finally:
+                    os.close(s)
+            elif stat.S_ISREG(mode):
+                s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+                try:
+                    d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                | os.O_CLOEXEC, 0o600, dir_fd=dst)
+                    try:
+                        while os.sendfile(d, s, None, 1 << 30):
+                            pass
+                        _copy_attrs(d, st)
+                    finally:
+                        os.close(d)
+                finally:
+                    os.close(s)
+            elif stat.S_ISLNK(mode):
+                os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst,
+                         follow_symlinks=False)
+            else:  # device, fifo, socket
+                os.mknod(name, mode, st.st_rdev, dir_fd=dst)
+                os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+                os.chmod(name, stat.S_IMODE(mode), dir_fd=dst)
+        except StepError:
+            raise
+        except OSError as exc:
+            raise StepError(step, where, exc) from None
+
+
+def _copy_attrs(fd, st):
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))  # after chown, which clears set-id bits
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _is_under(path, parent):
+    path, parent = path.rstrip("/") or "/", parent.rstrip("/") or "/"
+    return path != parent and (parent == "/" or path.startswith(parent + "/"))
+
+
+def make_restore_mountpoints(spec):
+    """Before a CRIU restore (runs in the host's mount namespace): create
+    the mount points of the spec's mounts, as runc does, since CRIU mounts
+    onto what it finds and a fresh rootfs (podman's restore --import, an
+    image's new layer) lacks those a create made (/etc/hosts ...).
+
+    A mount point on the rootfs itself is made there; one inside a bind
+    mount is made in that bind's source; one inside any other mount (a
+    tmpfs whose content CRIU restores, proc, sysfs, devpts) needs
+    nothing.  Every path is resolved inside its root (RESOLVE_IN_ROOT)."""
+    for m in spec.mounts:
+        parents = [p for p in spec.mounts if p is not m and _is_under(m.destination, p.destination)]
+        if parents:
+            parent = max(parents, key=lambda p: len(p.destination.rstrip("/")))
+            if not parent.bind:
+                continue
+            root = _source_path(spec, parent)
+            rel = m.destination[len(parent.destination.rstrip("/")):]
+        else:
+            root, rel = spec.rootfs, m.destination
+        is_file = False
+        if m.bind:
+            try:
+                is_file = not stat.S_ISDIR(os.stat(_source_path(spec, m)).st_mode)
+            except OSError as exc:
+                raise StepError(f"{m.field}.source", _source_path(spec, m), exc) from None
+        try:
+            rootfd = M.open_root(root)
+        except OSError as exc:
+            if parents:
+                continue  # the bind source is missing: restore reports it
+            raise StepError("open rootfs", root, exc) from None
+        try:
+            fd = _step(f"create mount point ({m.field})", m.destination, M.mkdir_in_root,
+                       rootfd, rel, 0o755, file=is_file)
+            os.close(fd)
+        finally:
+            os.close(rootfd)
 
 
 def mount_cgroup(rootfd, m):

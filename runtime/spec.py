@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from lowlevel import caps as _caps
 from lowlevel import mounts as _mounts
+from lowlevel import seccomp as _seccomp
 
 from .errors import InvalidSpec, NotFound
 
@@ -66,6 +67,7 @@ class Mount:
     data: str = ""
     bind: bool = False
     field: str = ""
+    copyup: bool = False  # tmpcopyup: the tmpfs starts with the covered directory's contents
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Spec:
     resources: Resources
     sysctl: dict
     annotations: dict
+    seccomp: object = None  # Seccomp (linux.seccomp) or None
 
 
 def _get(d, key, kind, fld, default=None):
@@ -210,11 +213,9 @@ def parse(raw, bundle):
     rprop = _get(linux, "rootfsPropagation", str, "linux.rootfsPropagation")
     if rprop is not None and rprop not in PROPAGATION:
         raise InvalidSpec("linux.rootfsPropagation", f"unknown propagation {rprop!r}")
-    for key in ("seccomp", "intelRdt", "personality", "mountLabel", "uidMappings",
+    for key in ("intelRdt", "personality", "mountLabel", "uidMappings",
                 "gidMappings", "timeOffsets"):
         if linux.get(key):
-            if key == "seccomp":
-                continue  # accepted but not enforced; see README (seccomp)
             raise InvalidSpec(f"linux.{key}", "not supported by barerun")
     cgpath = _get(linux, "cgroupsPath", str, "linux.cgroupsPath")
     if cgpath is not None:
@@ -252,6 +253,7 @@ def parse(raw, bundle):
                                   "linux.resources"),
         sysctl=parse_sysctl(linux, namespaces),
         annotations=annotations,
+        seccomp=parse_seccomp(linux),
     )
 
 
@@ -283,6 +285,7 @@ def parse_mount(m, fld):
     prop = []
     data = []
     bind = mtype == "bind"
+    copyup = False
     for opt in _strlist(m, "options", fld + ".options"):
         if opt in MOUNT_FLAGS:
             fset, fclr = MOUNT_FLAGS[opt]
@@ -291,7 +294,11 @@ def parse_mount(m, fld):
                 bind = True
         elif opt in PROPAGATION:
             prop.append(PROPAGATION[opt])
-        elif opt in ("tmpcopyup", "idmap", "ridmap") or opt.startswith("X-"):
+        elif opt in ("tmpcopyup", "notmpcopyup"):
+            # runc/crun extensions (podman sends tmpcopyup for --tmpfs,
+            # --read-only and --systemd): not kernel options
+            copyup = opt == "tmpcopyup"
+        elif opt in ("idmap", "ridmap") or opt.startswith("X-"):
             if opt.startswith("X-"):
                 continue  # userspace-only hints (mount(8) ignores them too)
             raise InvalidSpec(fld + ".options", f"option {opt!r} is not supported by barerun")
@@ -303,7 +310,10 @@ def parse_mount(m, fld):
             raise InvalidSpec(fld + ".source", "a bind mount needs a source")
     elif not mtype:
         raise InvalidSpec(fld + ".type", "missing (and the mount is not a bind mount)")
-    return Mount(dest, mtype, source, flags, prop, ",".join(data), bind, fld)
+    if copyup and (bind or mtype != "tmpfs"):
+        raise InvalidSpec(fld + ".options", "option 'tmpcopyup' applies to tmpfs mounts only, "
+                          f"not to a {'bind' if bind else mtype} mount")
+    return Mount(dest, mtype, source, flags, prop, ",".join(data), bind, fld, copyup)
 
 
 def parse_devices(linux):
@@ -396,7 +406,14 @@ def parse_resources(r, fld):
     for key in ("kernel", "kernelTCP", "swappiness"):
         if mem.get(key) is not None and key != "swappiness":
             raise InvalidSpec(f"{fld}.memory.{key}", "not supported by barerun")
+    # podman's --oom-kill-disable: refused by name, not ignored
+    if _get(mem, "disableOOMKiller", bool, fld + ".memory.disableOOMKiller", False):
+        raise InvalidSpec(f"{fld}.memory.disableOOMKiller", "not supported by barerun")
     cpu = _get(r, "cpu", dict, fld + ".cpu", {})
+    # podman's --cpu-rt-runtime / --cpu-rt-period (and crun's cpu.idle)
+    for key in ("realtimeRuntime", "realtimePeriod", "idle"):
+        if _get(cpu, key, int, f"{fld}.cpu.{key}"):
+            raise InvalidSpec(f"{fld}.cpu.{key}", "not supported by barerun")
     res.cpu_shares = _pos(cpu, "shares", fld + ".cpu")
     res.cpu_quota = _get(cpu, "quota", int, fld + ".cpu.quota")
     res.cpu_period = _pos(cpu, "period", fld + ".cpu")
@@ -445,4 +462,129 @@ def parse_sysctl(linux, namespaces):
             raise InvalidSpec(fld, "not a namespaced sysctl: it would change the host")
         if need not in namespaces or namespaces[need] is not None and need == "network" and False:
             raise InvalidSpec(fld, f"needs a new {need} namespace")
+    return out
+
+
+# ------------------------------------------------------------------ seccomp
+
+@dataclass
+class SeccompArg:
+    index: int
+    value: int
+    value_two: int
+    op: str  # "SCMP_CMP_EQ" ...
+
+
+@dataclass
+class SeccompSyscall:
+    names: list
+    action: str  # "SCMP_ACT_ERRNO" ...
+    errno_ret: int | None = None
+    args: list = field(default_factory=list)  # [SeccompArg]
+    field: str = ""  # "linux.seccomp.syscalls[3]", for messages
+
+
+@dataclass
+class Seccomp:
+    """linux.seccomp, checked: runtime/seccomp.py turns it into a filter."""
+    default_action: str
+    default_errno_ret: int | None = None
+    architectures: list = field(default_factory=list)  # libseccomp names: "x86_64"
+    flags: list = field(default_factory=list)  # "SECCOMP_FILTER_FLAG_LOG" ...
+    syscalls: list = field(default_factory=list)  # [SeccompSyscall]
+
+
+SECCOMP_ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS",
+                   "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
+                   "SCMP_ACT_LOG")
+# the OCI architecture names -> libseccomp's
+SECCOMP_ARCHES = {
+    "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X32": "x32",
+    "SCMP_ARCH_ARM": "arm", "SCMP_ARCH_AARCH64": "aarch64",
+    "SCMP_ARCH_MIPS": "mips", "SCMP_ARCH_MIPS64": "mips64", "SCMP_ARCH_MIPS64N32": "mips64n32",
+    "SCMP_ARCH_MIPSEL": "mipsel", "SCMP_ARCH_MIPSEL64": "mipsel64",
+    "SCMP_ARCH_MIPSEL64N32": "mipsel64n32",
+    "SCMP_ARCH_PPC": "ppc", "SCMP_ARCH_PPC64": "ppc64", "SCMP_ARCH_PPC64LE": "ppc64le",
+    "SCMP_ARCH_S390": "s390", "SCMP_ARCH_S390X": "s390x",
+    "SCMP_ARCH_PARISC": "parisc", "SCMP_ARCH_PARISC64": "parisc64",
+    "SCMP_ARCH_RISCV64": "riscv64", "SCMP_ARCH_LOONGARCH64": "loongarch64",
+    "SCMP_ARCH_M68K": "m68k", "SCMP_ARCH_SH": "sh", "SCMP_ARCH_SHEB": "sheb",
+}
+SECCOMP_FLAGS = ("SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                 "SECCOMP_FILTER_FLAG_SPEC_ALLOW")
+
+
+def _seccomp_action(d, key, fld):
+    act = _get(d, key, str, fld)
+    if act is None:
+        raise InvalidSpec(fld, "missing")
+    if act == "SCMP_ACT_NOTIFY":
+        raise InvalidSpec(fld, "SCMP_ACT_NOTIFY (a seccomp user notification listener) "
+                          "is not supported by barerun")
+    if act not in SECCOMP_ACTIONS:
+        raise InvalidSpec(fld, f"unknown seccomp action {act!r}")
+    return act
+
+
+def _errno_ret(d, key, fld):
+    v = _get(d, key, int, fld)
+    if v is not None and not 0 <= v <= 0xFFFF:
+        raise InvalidSpec(fld, f"must be an errno number (0..65535), not {v}")
+    return v
+
+
+def _u64(d, key, fld):
+    v = _get(d, key, int, fld, 0)
+    if not 0 <= v < 2**64:
+        raise InvalidSpec(fld, f"must be a 64-bit unsigned integer, not {v}")
+    return v
+
+
+def parse_seccomp(linux):
+    """linux.seccomp -> Seccomp, or None when the spec has none."""
+    fld = "linux.seccomp"
+    s = _get(linux, "seccomp", dict, fld)
+    if not s:
+        return None
+    for key in ("listenerPath", "listenerMetadata"):
+        if s.get(key):
+            raise InvalidSpec(f"{fld}.{key}", "a seccomp user notification listener "
+                              "is not supported by barerun")
+    out = Seccomp(default_action=_seccomp_action(s, "defaultAction", fld + ".defaultAction"),
+                  default_errno_ret=_errno_ret(s, "defaultErrnoRet", fld + ".defaultErrnoRet"))
+    for i, arch in enumerate(_strlist(s, "architectures", fld + ".architectures")):
+        af = f"{fld}.architectures[{i}]"
+        if arch not in SECCOMP_ARCHES:
+            raise InvalidSpec(af, f"unknown architecture {arch!r}")
+        name = SECCOMP_ARCHES[arch]
+        if not _seccomp.arch_known(name):
+            raise InvalidSpec(af, f"{arch} is unknown to libseccomp "
+                              f"{'.'.join(map(str, _seccomp.version()))}")
+        if name not in out.architectures:
+            out.architectures.append(name)
+    for i, flag in enumerate(_strlist(s, "flags", fld + ".flags")):
+        if flag == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
+            raise InvalidSpec(f"{fld}.flags[{i}]", f"{flag} applies to a seccomp user "
+                              "notification listener, which barerun does not support")
+        if flag not in SECCOMP_FLAGS:
+            raise InvalidSpec(f"{fld}.flags[{i}]", f"unknown seccomp flag {flag!r}")
+        out.flags.append(flag)
+    for i, sc in enumerate(_get(s, "syscalls", list, fld + ".syscalls", [])):
+        sf = f"{fld}.syscalls[{i}]"
+        names = _strlist(sc, "names", sf + ".names")
+        if not names:
+            raise InvalidSpec(sf + ".names", "must list at least one syscall")
+        rule = SeccompSyscall(names=names, action=_seccomp_action(sc, "action", sf + ".action"),
+                              errno_ret=_errno_ret(sc, "errnoRet", sf + ".errnoRet"), field=sf)
+        for j, a in enumerate(_get(sc, "args", list, sf + ".args", [])):
+            af = f"{sf}.args[{j}]"
+            index = _get(a, "index", int, af + ".index")
+            if index is None or not 0 <= index < _seccomp.MAX_ARGS:
+                raise InvalidSpec(af + ".index", f"must be an argument number 0..5, not {index!r}")
+            op = _get(a, "op", str, af + ".op")
+            if op not in _seccomp.CMP:
+                raise InvalidSpec(af + ".op", f"unknown seccomp comparison {op!r}")
+            rule.args.append(SeccompArg(index=index, value=_u64(a, "value", af + ".value"),
+                                        value_two=_u64(a, "valueTwo", af + ".valueTwo"), op=op))
+        out.syscalls.append(rule)
     return out

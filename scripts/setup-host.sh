@@ -1,15 +1,15 @@
 #!/bin/sh
 # Everything barerun needs on a fresh Debian 12 host, as root; idempotent.
-#   - Debian packages: compilers and headers for the cffi module and
-#     python-prctl, busybox-static (the test/demo rootfs), runc (the
-#     benchmark yardstick), iproute2;
+#   - Debian packages: compilers and headers for the cffi module (libffi,
+#     libseccomp) and python-prctl, busybox-static (the test/demo rootfs),
+#     runc (the benchmark yardstick), iproute2;
 #   - CRIU >= 4.2.1 built from Debian unstable's source (scripts/build-criu.sh).
 set -eu
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "setup: barerun's set-up runs as root" >&2; exit 1; }
 
-PKGS="build-essential pkg-config python3-dev python3-venv libffi-dev libcap-dev busybox-static runc iproute2 \
+PKGS="build-essential pkg-config python3-dev python3-venv libffi-dev libcap-dev libseccomp-dev busybox-static runc iproute2 \
 curl ca-certificates xz-utils"
 missing=""
 for p in $PKGS; do

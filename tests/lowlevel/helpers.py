@@ -172,7 +172,7 @@ def _host_test_mounts():
 @pytest.fixture(autouse=True)
 def no_leaks():
     """Every test leaves no fd, no child process and no mount behind."""
-    fds, kids = _fds(), _children()
+    fds, kids, mnts = _fds(), _children(), set(_host_test_mounts())
     yield
     leaked_kids = _children() - kids
     for pid in leaked_kids:  # clean up first, then complain
@@ -182,7 +182,8 @@ def no_leaks():
     leaked_fds = {fd for fd in leaked_fds if os.path.exists(f"/proc/self/fd/{fd}")}
     assert not leaked_kids, f"test left child processes {sorted(leaked_kids)}"
     assert not leaked_fds, f"test leaked fds {sorted(leaked_fds)}"
-    assert not _host_test_mounts(), f"test left mounts {_host_test_mounts()}"
+    left = sorted(set(_host_test_mounts()) - mnts)
+    assert not left, f"test left mounts {left}"
 
 
 @pytest.fixture
