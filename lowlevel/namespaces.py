@@ -7,7 +7,7 @@ A namespace type is named as in OCI and /proc/<pid>/ns: "mnt" (also
 import errno
 import os
 import threading
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ._ffi import ffi, lib
 from ._trace import check, error, proc_error, trace
@@ -129,11 +129,9 @@ def open_ns(pid, name):
         raise proc_error(exc.errno, pid, f"open namespace {path}") from None
 
 
-@dataclass(frozen=True)
-class NsId:
+class NsId(namedtuple("NsId", "type inode")):
     """A namespace identity: its type and inode (as in "uts:[4026531838]")."""
-    type: str
-    inode: int
+    __slots__ = ()
 
 
 def ns_id(pid, name):

@@ -3,7 +3,7 @@
 import errno
 import os
 import select
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ._ffi import lib
 from ._trace import check, error, proc_error, trace
@@ -69,15 +69,13 @@ def waitid(pidfd, options=os.WEXITED):
     return 128 + res.si_status
 
 
-@dataclass(frozen=True)
-class ProcessId:
+class ProcessId(namedtuple("ProcessId", "pid start_time")):
     """A process identity that survives pid reuse: pid + start time.
 
     The start time (field 22 of /proc/<pid>/stat, in clock ticks since
     boot) differs for any later process that gets the same pid.
     """
-    pid: int
-    start_time: int
+    __slots__ = ()
 
     @classmethod
     def of(cls, pid):

@@ -10,7 +10,7 @@ import os
 import select
 import signal as _signal
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from lowlevel import cgroups
 from lowlevel import pidfd as P
@@ -20,23 +20,19 @@ from .status import Status, require
 from .store import Store, list_ids
 
 
-@dataclass(frozen=True)
-class ContainerInfo:
-    id: str
-    runtime: str
-    spec: bytes
+class ContainerInfo(namedtuple("ContainerInfo", "id runtime spec")):
+    """What containerd's Info returns: id, runtime name, config.json bytes."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class State:
-    status: Status
-    pid: int
+class State(namedtuple("State", "status pid")):
+    """status: a Status; pid: the init's host pid (0 when stopped)."""
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class ConsoleSize:
-    width: int
-    height: int
+class ConsoleSize(namedtuple("ConsoleSize", "width height")):
+    """A terminal size in columns (width) and rows (height)."""
+    __slots__ = ()
 
 
 RUNTIME_NAME = "barerun"
@@ -482,10 +478,6 @@ def list_containers(*, root=None):
     return out
 
 
-@dataclass(frozen=True)
-class ContainerRecord:
-    id: str
-    pid: int
-    status: Status
-    bundle: str
-    created: str
+class ContainerRecord(namedtuple("ContainerRecord", "id pid status bundle created")):
+    """One line of list_containers()."""
+    __slots__ = ()

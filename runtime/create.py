@@ -20,7 +20,7 @@ Any failure undoes everything made so far: nothing is left behind.
 import os
 import signal
 import time
-from dataclasses import dataclass
+from lowlevel._record import Record
 
 from lowlevel import cgroups
 from lowlevel import namespaces as N
@@ -43,21 +43,21 @@ def own_pidns_fd():
     return _own_pidns
 
 
-@dataclass
-class InitPlan:
-    """What the forked init needs: everything decided before the fork."""
-    spec: Spec
-    process: Process
-    report_fd: int
-    fifo_path: str | None
-    cgroup: object
-    stdio: list
-    null_stdio: list = ()
-    preserve_fds: int = 0
-    console: object = None  # console.Channel when process.terminal
-    close_fds: tuple = ()  # parent-only fds to close first (the state lock)
-    joined_unified: bool = False  # forked straight into the v2 cgroup
-    seccomp: object = None  # lowlevel seccomp.Filter, built; the init loads it
+class InitPlan(Record):
+    """What the forked init needs: everything decided before the fork.
+
+    spec, process, report_fd (the child's end of the report pipe),
+    fifo_path (start waits on it), cgroup, stdio (fds for 0, 1, 2);
+    null_stdio, preserve_fds, console (console.Channel when
+    process.terminal), close_fds (parent-only fds to close first: the state
+    lock), joined_unified (forked straight into the v2 cgroup), seccomp (a
+    built lowlevel seccomp.Filter; the init loads it).
+    """
+    _fields = ("spec", "process", "report_fd", "fifo_path", "cgroup", "stdio", "null_stdio",
+               "preserve_fds", "console", "close_fds", "joined_unified", "seccomp")
+    _defaults = {"null_stdio": (), "preserve_fds": 0, "console": None, "close_fds": (),
+                 "joined_unified": False, "seccomp": None}
+    __slots__ = _fields
 
 
 def cgroup_path(spec, cid):

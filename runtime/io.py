@@ -11,17 +11,29 @@ its own fds straight through (``IO.inherit()``), as runc does.
 import errno
 import os
 import threading
-from dataclasses import dataclass
 
 _INHERIT = "inherit"
 
 
-@dataclass
 class IO:
-    stdin: object = None
-    stdout: object = None
-    stderr: object = None
-    terminal: bool = False
+    """stdin/stdout/stderr: a path (FIFO or file), an open fd, or None
+    (/dev/null); terminal: the process gets a pty (see console.py)."""
+
+    __slots__ = ("stdin", "stdout", "stderr", "terminal")
+
+    def __init__(self, stdin=None, stdout=None, stderr=None, terminal=False):
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.terminal = terminal
+
+    def __repr__(self):
+        return (f"IO(stdin={self.stdin!r}, stdout={self.stdout!r}, "
+                f"stderr={self.stderr!r}, terminal={self.terminal!r})")
+
+    def __eq__(self, other):
+        return isinstance(other, IO) and all(getattr(self, k) == getattr(other, k)
+                                             for k in self.__slots__)
 
     @classmethod
     def inherit(cls, terminal=False):

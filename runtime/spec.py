@@ -10,7 +10,7 @@ silently ignored.
 import json
 import os
 import resource
-from dataclasses import dataclass, field
+from lowlevel._record import Record
 
 from lowlevel import caps as _caps
 from lowlevel import mounts as _mounts
@@ -57,90 +57,62 @@ DEFAULT_DEVICES = (
 )
 
 
-@dataclass
-class Mount:
-    destination: str
-    type: str | None
-    source: str | None
-    flags: int = 0
-    propagation: list = field(default_factory=list)
-    data: str = ""
-    bind: bool = False
-    field: str = ""
-    copyup: bool = False  # tmpcopyup: the tmpfs starts with the covered directory's contents
+class Mount(Record):
+    # copyup: tmpcopyup: the tmpfs starts with the covered directory's contents
+    _fields = ("destination", "type", "source", "flags", "propagation", "data", "bind", "field",
+               "copyup")
+    _defaults = {"flags": 0, "propagation": list, "data": "", "bind": False, "field": "",
+                 "copyup": False}
+    __slots__ = _fields
 
 
-@dataclass
-class Device:
-    path: str
-    type: str
-    major: int
-    minor: int
-    mode: int = 0o666
-    uid: int = 0
-    gid: int = 0
+class Device(Record):
+    _fields = ("path", "type", "major", "minor", "mode", "uid", "gid")
+    _defaults = {"mode": 0o666, "uid": 0, "gid": 0}
+    __slots__ = _fields
 
 
-@dataclass
-class User:
-    uid: int = 0
-    gid: int = 0
-    additional_gids: list = field(default_factory=list)
-    umask: int | None = None
+class User(Record):
+    _fields = ("uid", "gid", "additional_gids", "umask")
+    _defaults = {"uid": 0, "gid": 0, "additional_gids": list, "umask": None}
+    __slots__ = _fields
 
 
-@dataclass
-class Process:
-    args: list
-    env: list = field(default_factory=list)
-    cwd: str = "/"
-    user: User = field(default_factory=User)
-    terminal: bool = False
-    console_size: tuple | None = None  # (rows, cols)
-    capabilities: dict | None = None  # set name -> [CAP_...]
-    rlimits: list = field(default_factory=list)  # (name, soft, hard)
-    no_new_privileges: bool = False
-    oom_score_adj: int | None = None
+class Process(Record):
+    # console_size: (rows, cols)
+    # capabilities: set name -> [CAP_...]
+    # rlimits: (name, soft, hard)
+    _fields = ("args", "env", "cwd", "user", "terminal", "console_size", "capabilities", "rlimits",
+               "no_new_privileges", "oom_score_adj")
+    _defaults = {"env": list, "cwd": "/", "user": User, "terminal": False, "console_size": None,
+                 "capabilities": None, "rlimits": list, "no_new_privileges": False,
+                 "oom_score_adj": None}
+    __slots__ = _fields
 
 
-@dataclass
-class Resources:
-    memory_limit: int | None = None
-    memory_reservation: int | None = None
-    memory_swap: int | None = None
-    cpu_shares: int | None = None
-    cpu_quota: int | None = None
-    cpu_period: int | None = None
-    cpuset_cpus: str | None = None
-    cpuset_mems: str | None = None
-    pids_limit: int | None = None
-    devices: list = field(default_factory=list)  # (allow, type, major, minor, access)
+class Resources(Record):
+    # devices: (allow, type, major, minor, access)
+    _fields = ("memory_limit", "memory_reservation", "memory_swap", "cpu_shares", "cpu_quota",
+               "cpu_period", "cpuset_cpus", "cpuset_mems", "pids_limit", "devices")
+    _defaults = {"memory_limit": None, "memory_reservation": None, "memory_swap": None,
+                 "cpu_shares": None, "cpu_quota": None, "cpu_period": None, "cpuset_cpus": None,
+                 "cpuset_mems": None, "pids_limit": None, "devices": list}
+    __slots__ = _fields
 
     def empty(self):
-        return all(getattr(self, f) in (None, []) for f in self.__dataclass_fields__)
+        return all(getattr(self, f) in (None, []) for f in self._fields)
 
 
-@dataclass
-class Spec:
+class Spec(Record):
     """The checked, typed form of config.json that the runtime acts on."""
-    raw: dict
-    bundle: str
-    rootfs: str
-    readonly_root: bool
-    process: Process
-    hostname: str | None
-    domainname: str | None
-    namespaces: dict  # oci name -> path or None (new)
-    mounts: list
-    devices: list
-    masked_paths: list
-    readonly_paths: list
-    rootfs_propagation: int
-    cgroups_path: str | None
-    resources: Resources
-    sysctl: dict
-    annotations: dict
-    seccomp: object = None  # Seccomp (linux.seccomp) or None
+    # namespaces: oci name -> path or None (new)
+    # seccomp: Seccomp (linux.seccomp) or None
+    _fields = ("raw", "bundle", "rootfs", "readonly_root", "process", "hostname", "domainname",
+               "namespaces", "mounts", "devices", "masked_paths", "readonly_paths",
+               "rootfs_propagation", "cgroups_path", "resources", "sysctl", "annotations",
+               "seccomp")
+    _defaults = {"seccomp": None}
+    __slots__ = _fields
 
 
 def _get(d, key, kind, fld, default=None):
@@ -467,31 +439,29 @@ def parse_sysctl(linux, namespaces):
 
 # ------------------------------------------------------------------ seccomp
 
-@dataclass
-class SeccompArg:
-    index: int
-    value: int
-    value_two: int
-    op: str  # "SCMP_CMP_EQ" ...
+class SeccompArg(Record):
+    # op: "SCMP_CMP_EQ" ...
+    _fields = ("index", "value", "value_two", "op")
+    __slots__ = _fields
 
 
-@dataclass
-class SeccompSyscall:
-    names: list
-    action: str  # "SCMP_ACT_ERRNO" ...
-    errno_ret: int | None = None
-    args: list = field(default_factory=list)  # [SeccompArg]
-    field: str = ""  # "linux.seccomp.syscalls[3]", for messages
+class SeccompSyscall(Record):
+    # action: "SCMP_ACT_ERRNO" ...
+    # args: [SeccompArg]
+    # field: "linux.seccomp.syscalls[3]", for messages
+    _fields = ("names", "action", "errno_ret", "args", "field")
+    _defaults = {"errno_ret": None, "args": list, "field": ""}
+    __slots__ = _fields
 
 
-@dataclass
-class Seccomp:
+class Seccomp(Record):
     """linux.seccomp, checked: runtime/seccomp.py turns it into a filter."""
-    default_action: str
-    default_errno_ret: int | None = None
-    architectures: list = field(default_factory=list)  # libseccomp names: "x86_64"
-    flags: list = field(default_factory=list)  # "SECCOMP_FILTER_FLAG_LOG" ...
-    syscalls: list = field(default_factory=list)  # [SeccompSyscall]
+    # architectures: libseccomp names: "x86_64"
+    # flags: "SECCOMP_FILTER_FLAG_LOG" ...
+    # syscalls: [SeccompSyscall]
+    _fields = ("default_action", "default_errno_ret", "architectures", "flags", "syscalls")
+    _defaults = {"default_errno_ret": None, "architectures": list, "flags": list, "syscalls": list}
+    __slots__ = _fields
 
 
 SECCOMP_ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS",

@@ -17,7 +17,7 @@ not take).  ``/proc/self/mountinfo`` tells which it is.
 
 import errno
 import os
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from .._trace import error
 
@@ -26,27 +26,17 @@ _V1_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr",
                "cpuset_v2_mode", "favordynmods", "all", "none"}
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(namedtuple("Layout", "mode v1 unified")):
     """The cgroup hierarchies visible to this process.
 
     ``v1`` maps each v1 controller (``"memory"``) and each named hierarchy
     (``"name=systemd"``) to its mountpoint; co-mounted controllers share
     one mountpoint.  ``unified`` is the cgroup2 mountpoint or None.
     """
-    mode: str                      # "v1", "v2" or "hybrid"
-    v1: dict = field(default_factory=dict)
-    unified: str = None
+    __slots__ = ()
 
 
-@dataclass
-class _Mount:
-    mount_id: int
-    parent_id: int
-    root: str
-    mountpoint: str
-    fstype: str
-    super_options: str
+_Mount = namedtuple("_Mount", "mount_id parent_id root mountpoint fstype super_options")
 
 
 def _unescape(text):

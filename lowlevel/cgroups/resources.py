@@ -24,13 +24,12 @@ pids_limit          pids.max                     pids.max
 """
 
 import errno
-from dataclasses import dataclass
 
+from .._record import Record
 from .._trace import error
 
 
-@dataclass
-class Resources:
+class Resources(Record):
     """Limits for one cgroup; None leaves a setting as it is.
 
     memory_* are bytes (-1: unlimited); memory_swap is memory *plus* swap,
@@ -39,15 +38,10 @@ class Resources:
     cpuset_* are kernel list strings ("0-2,4").  pids_limit <= 0 means no
     limit.
     """
-    memory_limit: int = None
-    memory_reservation: int = None
-    memory_swap: int = None
-    cpu_shares: int = None
-    cpu_quota: int = None
-    cpu_period: int = None
-    cpuset_cpus: str = None
-    cpuset_mems: str = None
-    pids_limit: int = None
+    _fields = ("memory_limit", "memory_reservation", "memory_swap", "cpu_shares",
+               "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems", "pids_limit")
+    _defaults = dict.fromkeys(_fields)
+    __slots__ = _fields
 
     def wants(self, controller):
         """True when any field for ``controller`` is set."""
