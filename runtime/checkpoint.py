@@ -559,11 +559,5 @@ def _undo_restore(cg, stdio, result):
                     _io._close(r.dst)
     if result.get("master") is not None:
         _io._close(result.pop("master"))
-    try:
-        cg.kill_all(_signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        cg.remove()
-    except OSError:
-        pass
+    from .create import discard_cgroup
+    discard_cgroup(cg)

@@ -298,15 +298,21 @@ def _undo(store, cg, pid, stdio):
         stdio.close_child_side()
         stdio.close_stdin()
     if cg is not None:
-        try:
-            cg.kill_all(signal.SIGKILL)
-        except OSError:
-            pass
-        try:
-            cg.remove()
-        except OSError:
-            pass
+        discard_cgroup(cg)
     store.remove()
+
+
+def discard_cgroup(cg):
+    """Kill whatever is in a cgroup made for a failed create/restore and
+    remove it; best effort, the caller is already reporting an error."""
+    try:
+        cg.kill_all(signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        cg.remove()
+    except OSError:
+        pass
 
 
 def write_pid_file(path, pid):

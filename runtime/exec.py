@@ -196,7 +196,8 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
            joined_unified=False, sfilter=None):
     """In the forked child: never returns."""
-    from .init import Fail, _send_error, close_stray_fds, find_executable, prepare_process, report
+    from .init import (Fail, _send_error, child_console, close_stray_fds, find_executable,
+                       prepare_process, report)
     try:
         for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
             _signal.signal(sig, _signal.SIG_DFL)
@@ -225,14 +226,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
             except OSError as exc:
                 raise Fail("setns", exc, f"/proc/{init_pid}/ns") from None
         os.close(pidfd)
-        console_fd = None
-        if sock is not None:
-            from .console import open_console
-            try:
-                console_fd = open_console(sock, proc.console_size)
-            except OSError as exc:
-                raise Fail("create the console (pty in the container's devpts)", exc,
-                           "/dev/ptmx") from None
+        console_fd = child_console(sock, proc.console_size)
         _io.reopen_null()
         prepare_process(proc, console_fd, sfilter)
         exe = find_executable(proc)

@@ -173,14 +173,7 @@ def _init(plan):
         rootfs.finish(spec)
     from .io import reopen_null
     reopen_null(plan.null_stdio)
-    console_fd = None
-    if console_sock is not None:
-        from .console import open_console
-        try:
-            console_fd = open_console(console_sock, proc.console_size)
-        except OSError as exc:
-            raise Fail("create the console (pty in the container's devpts)", exc,
-                       "/dev/ptmx") from None
+    console_fd = child_console(console_sock, proc.console_size)
     prepare_process(proc, console_fd, plan.seccomp)
     exe = find_executable(proc)
     report(plan.report_fd, ready=True)
@@ -215,6 +208,19 @@ def _init(plan):
     except OSError as exc:
         os.write(2, f"barerun: exec {proc.args[0]}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+
+def child_console(sock, size):
+    """Inside the container: the pty whose master went out over ``sock``;
+    returns the slave fd (None without a terminal)."""
+    if sock is None:
+        return None
+    from .console import open_console
+    try:
+        return open_console(sock, size)
+    except OSError as exc:
+        raise Fail("create the console (pty in the container's devpts)", exc,
+                   "/dev/ptmx") from None
 
 
 def _exit_on_signal(sig, _frame):
