@@ -54,8 +54,14 @@ def time_library(bundle, root, n):
 
 
 def _sh(argv, cwd=None, check=True):
-    # stderr to a file: a detached container keeps its inherited fds open,
-    # so a pipe would never reach EOF
+    if "-d" in argv:
+        # a detached container keeps the fds it inherits: give it /dev/null
+        # (a pipe would never reach EOF, CRIU cannot dump a host file)
+        p = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise SystemExit(f"{' '.join(argv[:6])}... failed (exit {p.returncode})")
+        return p
     with tempfile.TemporaryFile() as err:
         p = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=err)

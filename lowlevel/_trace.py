@@ -8,11 +8,29 @@ level check.
 """
 
 import errno
-import logging
 import os
 
-log = logging.getLogger("barerun.trace")
-_DEBUG = logging.DEBUG
+_log = None     # logging.getLogger("barerun.trace"), once logging is imported
+_quiet = False  # see quiet()
+
+
+def _logger():
+    global _log
+    if _log is None:
+        import logging
+        _log = logging.getLogger("barerun.trace")
+    return _log
+
+
+def quiet():
+    """Turn tracing off for this process without importing logging.
+
+    For the `barerun` command without --trace/--debug: it starts a fresh
+    interpreter for every call, and importing logging is a measurable part
+    of that.  The library never calls this; there the logger decides.
+    """
+    global _quiet
+    _quiet = True
 
 
 def trace(op, /, **args):
@@ -21,7 +39,10 @@ def trace(op, /, **args):
     ``op`` is positional-only, so an argument may itself be called "op"
     (``trace("prctl", op="PR_SET_KEEPCAPS")``).
     """
-    if log.isEnabledFor(_DEBUG):
+    if _quiet:
+        return
+    log = _log or _logger()
+    if log.isEnabledFor(10):  # logging.DEBUG
         text = " ".join(f"{k}={v!r}" for k, v in args.items())
         log.debug("%s %s", op, text)
 

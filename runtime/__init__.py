@@ -11,7 +11,7 @@ Everything not exported here is private.
 
 from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize, State,
                         list_containers, load)
-from .create import create as _create
+from .create import create as _create  # `create` below is the API
 from .errors import (AlreadyExists, CheckpointError, ChildError, ContainerError, InvalidId,
                      InvalidSpec, InvalidState, NotFound)
 from .io import IO
