@@ -23,8 +23,11 @@ from . import spec as _spec
 from .errors import ContainerError, NotFound
 from .status import Status
 
-VERSION_TEXT = ("barerun version {v}\nspec: 1.0.2-dev\n"
+# go-runc (containerd) reads the "commit: " and "spec: " lines by prefix;
+# podman shows the text as it is
+VERSION_TEXT = ("barerun version {v}\ncommit: {commit}\nspec: {spec}\n"
                 "python: {py}\n")
+OCI_VERSION = "1.0.2-dev"  # the runtime-spec release barerun implements
 log = logging.getLogger("barerun")
 
 
@@ -323,8 +326,283 @@ def _criu_flags(p):
                    choices=("soft", "full", "strict", "ignore", "props"))
 
 
+def _git_commit():
+    """The commit barerun runs from (its source checkout), else "unknown"."""
+    git = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".git")
+    try:
+        with open(os.path.join(git, "HEAD")) as f:
+            head = f.read().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        try:
+            with open(os.path.join(git, ref)) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            with open(os.path.join(git, "packed-refs")) as f:
+                for line in f:
+                    if line.rstrip().endswith(" " + ref):
+                        return line.split()[0]
+    except OSError:
+        pass
+    return "unknown"
+
+
 def cmd_version(_args):
-    sys.stdout.write(VERSION_TEXT.format(v=runtime.__version__, py=sys.version.split()[0]))
+    sys.stdout.write(VERSION_TEXT.format(v=runtime.__version__, commit=_git_commit(),
+                                         spec=OCI_VERSION, py=sys.version.split()[0]))
+
+
+# ---------------------------------------------------------------- update
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(flag, text):
+    """A size as runc takes it (docker's RAMInBytes): "-1" (unlimited) or
+    a number with an optional binary unit: 512, 100k, 64m, 1.5g, 2GiB."""
+    import re
+    text = text.strip()
+    if text == "-1":
+        return -1
+    m = re.fullmatch(r"(\d+(?:\.\d+)?) ?([kKmMgGtTpP]?)(?:[iI]?[bB])?", text)
+    if not m:
+        raise ContainerError(f"update: {flag} {text!r}: not a size (e.g. 512m, 1g or -1)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _int_flag(flag, text, minimum=None):
+    try:
+        v = int(text)
+    except ValueError:
+        raise ContainerError(f"update: {flag} {text!r}: not an integer") from None
+    if minimum is not None and v < minimum:
+        raise ContainerError(f"update: {flag} {v}: must be at least {minimum}")
+    return v
+
+
+def _read_resources(src):
+    """LinuxResources JSON from a file, or from stdin for "-" (containerd)."""
+    what = "stdin" if src == "-" else src
+    try:
+        if src == "-":
+            text = sys.stdin.read()
+        else:
+            with open(src) as f:
+                text = f.read()
+    except OSError as exc:
+        raise ContainerError(f"update: --resources {what}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ContainerError(f"update: --resources {what}: not text: {exc}") from None
+    try:
+        raw = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise ContainerError(f"update: --resources {what}: invalid JSON: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ContainerError(f"update: --resources {what}: must hold a JSON object "
+                             f"(LinuxResources), not {type(raw).__name__}")
+    return raw
+
+
+def update_resources(args):
+    """The Resources asked for: --resources JSON first, then the flags
+    (a flag given on the command line wins over the same JSON field)."""
+    from .errors import InvalidSpec
+    raw = _read_resources(args.resources) if args.resources else {}
+    # runc's update never changes device rules; neither does barerun
+    raw = {k: v for k, v in raw.items() if k != "devices"}
+    try:
+        res = _spec.parse_resources(raw, "resources")
+    except InvalidSpec as exc:
+        src = "stdin" if args.resources == "-" else args.resources
+        raise ContainerError(f"update: --resources {src}: {exc}") from None
+    for flag, attr in (("--memory", "memory_limit"), ("--memory-swap", "memory_swap"),
+                       ("--memory-reservation", "memory_reservation")):
+        value = getattr(args, attr)
+        if value is not None:
+            setattr(res, attr, parse_bytes(flag, value))
+    for flag, attr, minimum in (("--cpu-shares", "cpu_shares", 0),
+                                ("--cpu-quota", "cpu_quota", -1),
+                                ("--cpu-period", "cpu_period", 0),
+                                ("--pids-limit", "pids_limit", None)):
+        value = getattr(args, attr)
+        if value is not None:
+            setattr(res, attr, _int_flag(flag, value, minimum))
+    if args.cpuset_cpus is not None:
+        res.cpuset_cpus = args.cpuset_cpus
+    if args.cpuset_mems is not None:
+        res.cpuset_mems = args.cpuset_mems
+    return res
+
+
+def cmd_update(args):
+    from .create import to_cgroup_resources
+    from .status import require
+    c = _load(args)
+    res = update_resources(args)
+    require(c.status(), "update", c.id)
+    cg = c.cgroup
+    if cg is None:
+        raise ContainerError(f"container {c.id}: update: the container has no cgroup")
+    try:
+        cg.set_resources(to_cgroup_resources(res))
+    except OSError as exc:
+        raise ContainerError(f"container {c.id}: update: {os_message(exc)}") from None
+
+
+# ---------------------------------------------------------------- events
+
+
+def parse_duration(text):
+    """A Go duration ("5s", "500ms", "1m30s", "2h") in seconds; a bare
+    number is seconds."""
+    import re
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ContainerError(f"events: --interval {text!r}: not a duration (e.g. 5s, 500ms)")
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def runc_stats(raw):
+    """cgroup stats (lowlevel names) in runc's `events` shape, which
+    go-runc decodes: cpu.usage/throttling, memory.usage/swap, pids."""
+    def pick(src, pairs):
+        return {k: src[s] for k, s in pairs if isinstance(src.get(s), int) and src[s] >= 0}
+    cpu, mem, pids = raw.get("cpu", {}), raw.get("memory", {}), raw.get("pids", {})
+    out = {
+        "cpu": {"usage": pick(cpu, (("total", "usage"), ("kernel", "system"), ("user", "user"))),
+                "throttling": pick(cpu, (("periods", "periods"),
+                                         ("throttledPeriods", "throttled_periods"),
+                                         ("throttledTime", "throttled_time")))},
+        "memory": {"usage": pick(mem, (("usage", "usage"), ("limit", "limit"),
+                                       ("max", "max_usage"), ("failcnt", "failcnt")))},
+        "pids": pick(pids, (("current", "current"), ("limit", "limit"))),
+    }
+    if isinstance(mem.get("swap_limit"), int):
+        out["memory"]["swap"] = {"limit": mem["swap_limit"]}
+    return out
+
+
+def _emit(event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_events(args):
+    """--stats: one stats line.  Otherwise a stats line every --interval
+    and an "oom" line when the kernel OOM-kills in the container, until
+    the container stops."""
+    import time
+    c = _load(args)
+    status = c.status()
+    if status == Status.STOPPED:
+        raise ContainerError(f"container {c.id}: container not running (status: stopped)")
+    cg = c.cgroup
+    if cg is None:
+        raise ContainerError(f"container {c.id}: events: the container has no cgroup")
+
+    def stats():
+        try:
+            return cg.stats()
+        except OSError as exc:
+            raise ContainerError(f"container {c.id}: stats: {os_message(exc)}") from None
+
+    try:
+        if args.stats:
+            _emit({"type": "stats", "id": c.id, "data": runc_stats(stats())})
+            return 0
+        interval = parse_duration(args.interval)
+        if interval <= 0:
+            raise ContainerError(f"events: --interval {args.interval!r}: must be positive")
+        step = min(interval, 0.2)
+        ooms = stats().get("memory", {}).get("oom_kill") or 0
+        next_tick = time.monotonic() + interval
+        while True:
+            time.sleep(step)
+            if c.status() in (Status.STOPPED, Status.DELETED) or not cg.exists():
+                return 0
+            raw = stats()
+            now_ooms = raw.get("memory", {}).get("oom_kill") or 0
+            if now_ooms > ooms:
+                _emit({"type": "oom", "id": c.id})
+            ooms = now_ooms
+            if time.monotonic() >= next_tick:
+                _emit({"type": "stats", "id": c.id, "data": runc_stats(raw)})
+                next_tick += interval
+    except BrokenPipeError:
+        # the reader went away: as runc, that ends the stream quietly
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+
+
+# ---------------------------------------------------------------- features
+
+
+def _seccomp_features():
+    try:
+        from lowlevel import seccomp as S
+        from . import seccomp as _unused  # noqa: F401 - barerun enforces it
+        actions, arches, flags = (_spec.SECCOMP_ACTIONS, _spec.SECCOMP_ARCHES,
+                                  _spec.SECCOMP_FLAGS)
+        archs = sorted(a for a, name in arches.items() if S.arch_known(name))
+        operators = sorted(S.CMP)
+    except Exception:  # noqa: BLE001 - no seccomp support in this build
+        return {"enabled": False}
+    return {"enabled": True, "actions": list(actions), "operators": operators,
+            "archs": archs, "knownFlags": list(flags), "supportedFlags": list(flags)}
+
+
+def features():
+    """What this barerun really implements, in runc's `features` shape."""
+    from lowlevel import caps
+    from .errors import ContainerError as _E
+    namespaces = []
+    for ns in _spec.NAMESPACES:
+        try:
+            _spec.parse_namespaces({"namespaces": [{"type": ns}]})
+        except _E:
+            continue
+        namespaces.append(ns)
+    options = set(_spec.MOUNT_FLAGS) | set(_spec.PROPAGATION)
+    for opt in ("tmpcopyup", "notmpcopyup"):
+        try:
+            m = _spec.parse_mount({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+                                   "options": [opt]}, "mounts[0]")
+        except _E:
+            continue
+        if hasattr(m, "copyup"):  # understood, not passed to the kernel as data
+            options.add(opt)
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": sorted(options),
+        "linux": {
+            "namespaces": namespaces,
+            "capabilities": sorted(caps.NAMES, key=caps.NAMES.get),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": False},
+            "seccomp": _seccomp_features(),
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {},
+    }
+
+
+def cmd_features(_args):
+    print(json.dumps(features(), indent="    "))
 
 
 # ---------------------------------------------------------------- parser
@@ -445,6 +723,36 @@ def build_parser():
     s.add_argument("--force", "-f", action="store_true")
     s.add_argument("id")
     s.set_defaults(func=cmd_delete)
+
+    s = sub.add_parser("update", help="change a container's resource limits")
+    s.add_argument("--resources", "-r", default=None,
+                   help="LinuxResources JSON file, or - for stdin")
+    s.add_argument("--memory", dest="memory_limit", default=None, help="memory limit (e.g. 64m)")
+    s.add_argument("--memory-swap", dest="memory_swap", default=None,
+                   help="memory plus swap limit (-1: unlimited)")
+    s.add_argument("--memory-reservation", dest="memory_reservation", default=None,
+                   help="memory soft limit")
+    s.add_argument("--cpu-shares", "--cpu-share", dest="cpu_shares", default=None,
+                   help="CPU shares (relative weight)")
+    s.add_argument("--cpu-quota", dest="cpu_quota", default=None,
+                   help="CFS quota in microseconds per period (-1: none)")
+    s.add_argument("--cpu-period", dest="cpu_period", default=None,
+                   help="CFS period in microseconds")
+    s.add_argument("--cpuset-cpus", default=None, help="CPUs to run on (0-2,4)")
+    s.add_argument("--cpuset-mems", default=None, help="memory nodes to use")
+    s.add_argument("--pids-limit", dest="pids_limit", default=None,
+                   help="maximum number of processes (0 or -1: no limit)")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_update)
+
+    s = sub.add_parser("events", help="a container's resource usage, as JSON lines")
+    s.add_argument("--stats", action="store_true", help="print one stats line and exit")
+    s.add_argument("--interval", default="5s", help="time between stats lines (Go duration)")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_events)
+
+    s = sub.add_parser("features", help="what this runtime implements, as JSON")
+    s.set_defaults(func=cmd_features)
     return p
 
 
@@ -518,6 +826,7 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except Usage as exc:
         sys.stderr.write(f"{exc}\n")
+        _log_usage_error(argv, str(exc), parser)
         return 1
     except SystemExit as exc:  # --help
         return exc.code or 0
@@ -539,12 +848,52 @@ def main(argv=None):
     except ContainerError as exc:
         return _fail(args, str(exc))
     except OSError as exc:
-        return _fail(args, str(exc))
+        return _fail(args, os_message(exc))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a user never sees a traceback
         log.debug("internal error", exc_info=True)
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def os_message(exc):
+    """An OSError as one line without Python's "[Errno N]" prefix."""
+    if exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def _log_usage_error(argv, message, parser):
+    """A command-line mistake is found before logging is set up: still put
+    it in --log as a JSON record when one was asked for (containerd shows
+    the last error of log.json, else "unable to retrieve OCI runtime error")."""
+    path, fmt = None, "text"
+    takes_value, _ = _options(parser)
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        name, eq, value = a.partition("=")
+        if name in ("--log", "--log-format"):
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            if name == "--log":
+                path = value
+            else:
+                fmt = value
+        elif takes_value.get(name) and not eq:
+            i += 1  # another global flag's value
+        elif not a.startswith("-"):
+            break  # the subcommand: global flags come before it
+        i += 1
+    if not path or fmt != "json":
+        return
+    record = logging.LogRecord("barerun", logging.ERROR, "", 0, message, None, None)
+    try:
+        with open(path, "a") as f:
+            f.write(_JSONFormatter().format(record) + "\n")
+    except OSError:
+        pass
 
 
 def _fail(args, message):

@@ -1,0 +1,246 @@
+"""More of the runc-compatible command line, with real containers:
+update (flags, `--resources -` on stdin as containerd sends it,
+`--resources=FILE` as podman sends it), events (--stats and the interval
+stream), features and --version (see /work/shared/CLIENTS.md).
+
+The helpers and the ``cli`` fixture (private --root, ids "barerun-test-",
+force-delete and leftover checks) come from test_cli.py.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.runtime.test_cli import (  # noqa: F401 - fixtures used by name
+    BARERUN, TIMEOUT, assert_error, cli, cli_rootfs, subreaper)
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root")
+
+
+def cgfile(cid, controller, name):
+    """A v1 interface file of the container's default cgroup barerun/<id>."""
+    path = os.path.join(CGROUP_ROOT, controller, "barerun", cid, name)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} does not exist on this host")
+    with open(path) as f:
+        return f.read().strip()
+
+
+def running(cli):
+    cid, pid, bundle = cli.create(["sleep", "1000"])
+    cli("start", cid).ok()
+    return cid, pid, bundle
+
+
+def with_stdin(cli, data, *args, cwd=None):
+    """barerun [--root R] ARGS with ``data`` on stdin (containerd's update)."""
+    argv = cli.argv(args)
+    p = subprocess.run(argv, input=data, capture_output=True, text=True, timeout=TIMEOUT,
+                       cwd=cwd or str(cli.tmp))
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+# ------------------------------------------------------------------ update
+
+
+def test_update_flags(cli):
+    cid, _, _ = running(cli)
+    cli("update", "--memory", "64m", "--memory-reservation", "32M", "--cpu-shares", "512",
+        "--pids-limit", "20", "--cpu-period", "100000", "--cpu-quota", "50000",
+        "--cpuset-cpus", "0", cid).ok()
+    assert int(cgfile(cid, "memory", "memory.limit_in_bytes")) == 64 * MiB
+    assert int(cgfile(cid, "memory", "memory.soft_limit_in_bytes")) == 32 * MiB
+    assert cgfile(cid, "cpu", "cpu.shares") == "512"
+    assert cgfile(cid, "cpu", "cpu.cfs_quota_us") == "50000"
+    assert cgfile(cid, "cpu", "cpu.cfs_period_us") == "100000"
+    assert cgfile(cid, "pids", "pids.max") == "20"
+    assert cgfile(cid, "cpuset", "cpuset.cpus") == "0"
+    # runc's own spelling, and -1: no limit
+    cli("update", "--cpu-share", "256", "--memory", "-1", "--pids-limit", "0", cid).ok()
+    assert cgfile(cid, "cpu", "cpu.shares") == "256"
+    assert int(cgfile(cid, "memory", "memory.limit_in_bytes")) > 2**60
+    assert cgfile(cid, "pids", "pids.max") == "max"
+    # the container still runs and sees its limit
+    r = cli("exec", cid, "cat", "/proc/self/cgroup").ok()
+    assert "memory:" in r.out
+
+
+def test_update_resources_on_stdin_as_containerd(cli):
+    """The shim's call: global flags, then `update --resources - ID` with
+    LinuxResources JSON (and a newline) on stdin."""
+    cid, _, bundle = running(cli)
+    log = os.path.join(bundle, "log.json")
+    p = with_stdin(cli, '{"memory":{"limit":123731968},"cpu":{"shares":256}}\n',
+                   "--log", log, "--log-format", "json", "update", "--resources", "-", cid,
+                   cwd=bundle)
+    assert p.returncode == 0, p
+    assert int(cgfile(cid, "memory", "memory.limit_in_bytes")) == 123731968
+    assert cgfile(cid, "cpu", "cpu.shares") == "256"
+    # nothing but JSON log records in log.json (here: none at all)
+    assert not os.path.exists(log) or not open(log).read().strip()
+    # only the fields given change
+    p = with_stdin(cli, '{"pids":{"limit":33}}', "update", "--resources", "-", cid)
+    assert p.returncode == 0, p
+    assert cgfile(cid, "pids", "pids.max") == "33"
+    assert int(cgfile(cid, "memory", "memory.limit_in_bytes")) == 123731968
+
+
+def test_update_resources_file_as_podman(cli, tmp_path):
+    """podman: `update --resources=/var/tmp/podmanNNN ID` (the = form)."""
+    cid, _, _ = running(cli)
+    res = tmp_path / "podman-resources"
+    res.write_text('{"memory":{"limit":314572800,"swap":629145600},"cpu":{"shares":512}}')
+    cli("update", f"--resources={res}", cid).ok()
+    assert int(cgfile(cid, "memory", "memory.limit_in_bytes")) == 314572800
+    assert int(cgfile(cid, "memory", "memory.memsw.limit_in_bytes")) == 629145600
+    assert cgfile(cid, "cpu", "cpu.shares") == "512"
+    # a flag given with --resources wins over the same JSON field
+    cli("update", f"--resources={res}", "--cpu-shares", "300", cid).ok()
+    assert cgfile(cid, "cpu", "cpu.shares") == "300"
+
+
+def test_update_errors(cli, tmp_path):
+    cid, _, _ = running(cli)
+    missing = tmp_path / "no-such-file"
+    assert_error(cli("update", f"--resources={missing}", cid), str(missing),
+                 "No such file or directory")
+    p = with_stdin(cli, '{"memory": {"limit": "lots"}}', "update", "--resources", "-", cid)
+    assert p.returncode == 1
+    assert "resources.memory.limit" in p.stderr and "must be an integer" in p.stderr, p.stderr
+    p = with_stdin(cli, '{"memory": ', "update", "--resources", "-", cid)
+    assert p.returncode == 1 and "invalid JSON" in p.stderr, p.stderr
+    p = with_stdin(cli, '[1, 2]', "update", "--resources", "-", cid)
+    assert p.returncode == 1 and "JSON object" in p.stderr, p.stderr
+    assert_error(cli("update", "--memory", "lots", cid), "--memory", "lots")
+    assert_error(cli("update", "--cpu-shares", "x", cid), "--cpu-shares")
+    # below the current usage: the kernel refuses, the file is named
+    assert_error(cli("update", "--memory", "4k", cid), "memory.limit_in_bytes",
+                 "Device or resource busy")
+    assert_error(cli("update", "--memory", "1m", cli.new_id()), "does not exist")
+    cli("kill", cid, "KILL").ok()
+    cli.wait_status(cid, "stopped")
+    assert_error(cli("update", "--memory", "64m", cid), "stopped")
+
+
+# ------------------------------------------------------------------ events
+
+
+def test_events_stats_one_line(cli):
+    cid, _, _ = running(cli)
+    r = cli("events", "--stats", cid).ok()
+    lines = r.out.splitlines()
+    assert len(lines) == 1, r.out
+    ev = json.loads(lines[0])
+    assert ev["type"] == "stats" and ev["id"] == cid
+    data = ev["data"]
+    assert data["memory"]["usage"]["usage"] > 0
+    assert data["memory"]["usage"]["limit"] > 0
+    assert data["pids"]["current"] == 1
+    assert data["cpu"]["usage"]["total"] > 0
+    # every number is one go-runc's uint64 fields can take
+    def numbers(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                yield from numbers(x)
+        elif isinstance(v, (int, float)):
+            yield v
+    assert all(isinstance(n, int) and n >= 0 for n in numbers(data))
+
+
+def test_events_stream_until_the_container_stops(cli):
+    cid, _, _ = running(cli)
+    p, out, err = cli.spawn("events", "--interval", "100ms", cid)
+    try:
+        deadline = time.monotonic() + 10
+        while open(out).read().count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cli("kill", cid, "KILL").ok()
+        rc = p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 0, open(err).read()
+    events = [json.loads(line) for line in open(out).read().splitlines()]
+    assert len(events) >= 2
+    assert all(e["type"] == "stats" and e["id"] == cid for e in events)
+
+
+def test_events_errors(cli):
+    assert_error(cli("events", "--stats", cli.new_id()), "does not exist")
+    cid, _, _ = running(cli)
+    assert_error(cli("events", "--interval", "soon", cid), "--interval")
+    cli("kill", cid, "KILL").ok()
+    cli.wait_status(cid, "stopped")
+    assert_error(cli("events", "--stats", cid), "not running")
+
+
+# ------------------------------------------------------------------ features, version
+
+
+def test_features():
+    r = subprocess.run([BARERUN, "features"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    f = json.loads(r.stdout)
+    assert f["ociVersionMin"] == "1.0.0"
+    assert f["ociVersionMax"].startswith("1.0.2")
+    assert f["hooks"] == []  # barerun refuses hooks
+    assert f["annotations"] == {}
+    opts = set(f["mountOptions"])
+    assert {"ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "rprivate",
+            "rslave"} <= opts
+    assert "idmap" not in opts
+    linux = f["linux"]
+    assert {"pid", "mount", "network", "ipc", "uts", "cgroup"} == set(linux["namespaces"])
+    assert "CAP_SYS_ADMIN" in linux["capabilities"]
+    assert "CAP_CHOWN" in linux["capabilities"]
+    assert linux["cgroup"]["v1"] and linux["cgroup"]["v2"]
+    assert linux["cgroup"]["systemd"] is False
+    assert linux["apparmor"] == {"enabled": False}
+    assert linux["selinux"] == {"enabled": False}
+    assert isinstance(linux["seccomp"]["enabled"], bool)
+
+
+def go_runc_parse_version(text):
+    """go-runc 1.0.0's parseVersion (containerd 1.6): by line prefix."""
+    parts = text.strip().split("\n")
+    v = {}
+    if parts and parts[0].startswith("runc version "):
+        v["runc"] = parts[0][13:]
+    for part in parts[1:]:
+        if part.startswith("commit: "):
+            v["commit"] = part[8:]
+        elif part.startswith("spec: "):
+            v["spec"] = part[6:]
+    return v
+
+
+@pytest.mark.parametrize("flag", ["--version", "-v"])
+def test_version(flag):
+    r = subprocess.run([BARERUN, flag], capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("barerun version ")
+    assert lines[1].startswith("commit: ") and len(lines[1]) > len("commit: ")
+    assert lines[2] == "spec: 1.0.2-dev"
+    v = go_runc_parse_version(r.stdout)
+    assert v["spec"] == "1.0.2-dev"
+
+
+def test_usage_error_is_a_json_log_record(cli, tmp_path):
+    """A flag barerun does not know still ends up in log.json as JSON
+    (containerd would otherwise say "unable to retrieve OCI runtime error")."""
+    log = tmp_path / "log.json"
+    r = cli("--log", log, "--log-format", "json", "create", "--no-such-flag", "x")
+    assert_error(r, "--no-such-flag")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 1
+    assert records[0]["level"] == "error" and "--no-such-flag" in records[0]["msg"]
+    assert "T" in records[0]["time"] and records[0]["time"].endswith("Z")
