@@ -10,12 +10,11 @@ dash long flags (``-no-subreaper``, ``-bundle``) are accepted as runc does.
 """
 
 import argparse
-import datetime
 import json
-import logging
 import os
 import signal
 import sys
+import time
 
 import runtime
 
@@ -28,7 +27,7 @@ from .status import Status
 VERSION_TEXT = ("barerun version {v}\ncommit: {commit}\nspec: {spec}\n"
                 "python: {py}\n")
 OCI_VERSION = "1.0.2-dev"  # the runtime-spec release barerun implements
-log = logging.getLogger("barerun")
+_LEVELS = {"WARNING": "warning", "CRITICAL": "fatal"}
 
 
 class Usage(Exception):
@@ -42,39 +41,64 @@ class _Parser(argparse.ArgumentParser):
 
 # ---------------------------------------------------------------- logging
 
-class _JSONFormatter(logging.Formatter):
-    """One JSON object per line, as logrus writes for runc: containerd
-    decodes a stream of {"level","msg","time"} with RFC 3339 times."""
+def rfc3339(ns=None):
+    """A time as RFC 3339 in UTC with microseconds, as logrus writes it."""
+    ns = time.time_ns() if ns is None else ns
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + \
+        f".{ns // 1000 % 1_000_000:06d}Z"
 
-    def format(self, record):
-        t = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-        level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname,
-                                                               record.levelname.lower())
-        return json.dumps({"level": level, "msg": record.getMessage(),
-                           "time": t.isoformat(timespec="microseconds").replace("+00:00", "Z")})
+
+def log_line(level, msg, fmt, ns=None):
+    """One log record: a JSON object as runc's logrus writes (containerd
+    decodes a stream of {"level","msg","time"}; podman reads one object),
+    or logrus's text form."""
+    if fmt == "json":
+        return json.dumps({"level": level, "msg": msg, "time": rfc3339(ns)})
+    return f'time="{rfc3339(ns)}" level={level} msg={json.dumps(msg)}'
+
+
+def write_log(path, level, msg, fmt):
+    try:
+        with open(path, "a") as f:
+            f.write(log_line(level, msg, fmt) + "\n")
+        return True
+    except OSError as exc:
+        sys.stderr.write(f"barerun: cannot open log file {path}: {exc.strerror}\n")
+        return False
 
 
 def _setup_logging(args):
+    """Only --debug/--trace need Python's logging (the library reports its
+    steps there); otherwise barerun never imports it: errors are written by
+    _fail, and tracing is switched off."""
+    if not (args.debug or args.trace):
+        from lowlevel import _trace
+        _trace.quiet()
+        return
+    import logging
+
+    class JSONFormatter(logging.Formatter):
+        def format(self, record):
+            level = _LEVELS.get(record.levelname, record.levelname.lower())
+            return log_line(level, record.getMessage(), "json", int(record.created * 1e9))
+
     root = logging.getLogger("barerun")
     root.handlers.clear()
     root.propagate = False
-    level = logging.DEBUG if (args.debug or args.trace) else logging.WARNING
-    root.setLevel(level)
+    root.setLevel(logging.DEBUG)
+    handler = None
     if args.log:
         try:
             handler = logging.FileHandler(args.log, mode="a")
         except OSError as exc:
             sys.stderr.write(f"barerun: cannot open log file {args.log}: {exc.strerror}\n")
             args.log = None  # errors go to stderr, once, as without --log
-            handler = logging.StreamHandler(sys.stderr)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    if args.log_format == "json":
-        handler.setFormatter(_JSONFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("barerun: %(message)s" if not args.log
-                                               else "%(asctime)s %(levelname)s %(message)s"))
-    root.addHandler(handler)
+    if handler is not None:
+        handler.setFormatter(JSONFormatter() if args.log_format == "json" else
+                             logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        # errors are written by _fail; the handler takes the debug records
+        handler.addFilter(lambda record: record.levelno < logging.ERROR)
+        root.addHandler(handler)
     if args.trace:
         # --trace shows every kernel step on stderr, each with the pid that
         # made it as that process sees itself (1: the container's init)
@@ -852,7 +876,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a user never sees a traceback
-        log.debug("internal error", exc_info=True)
+        if args.debug:
+            import traceback
+            traceback.print_exc()
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}")
 
 
@@ -888,18 +914,19 @@ def _log_usage_error(argv, message, parser):
         i += 1
     if not path or fmt != "json":
         return
-    record = logging.LogRecord("barerun", logging.ERROR, "", 0, message, None, None)
     try:
         with open(path, "a") as f:
-            f.write(_JSONFormatter().format(record) + "\n")
+            f.write(log_line("error", message, "json") + "\n")
     except OSError:
         pass
 
 
 def _fail(args, message):
-    log.error(message)
-    if args.log or not log.handlers:
+    """The one line a failure shows: on stderr, and as a record in --log."""
+    if args.log and write_log(args.log, "error", message, args.log_format):
         sys.stderr.write(f"{message}\n")
+    else:
+        sys.stderr.write(f"barerun: {message}\n")
     return 1
 
 
