@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 
 from .errors import AlreadyExists, InvalidId, NotFound
 
@@ -114,6 +113,7 @@ class Store:
 
     def remove(self):
         self.unlock()
+        import shutil  # only here: a measurable part of every CLI start
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

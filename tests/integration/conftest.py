@@ -23,6 +23,7 @@ import time
 import uuid
 
 import pytest
+from tests.conftest import pid_alive as _alive
 
 BARERUN = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "barerun")
 ID_PREFIX = "barerun-test-"
@@ -100,13 +101,6 @@ def _kill_and_wait(pids, timeout=10.0):
     return [p for p in pids if _alive(p)]
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 class Containerd:
@@ -271,14 +265,21 @@ def containerd(containerd_binary, tmp_path_factory):
         d.stop()
         pytest.fail(str(exc))
     yield d
+    problems = containerd_teardown(d)
+    assert not problems, "; ".join(problems)
+
+
+def containerd_teardown(d):
+    """Remove every task, container and image of ``d``, stop it and its
+    shims; returns a list of problems (empty when nothing was left)."""
     problems = d.remove_everything()
     left = d.stop()
     if left:
         problems.append(f"processes left alive after SIGKILL: {left}")
-    mounts = [line for line in open("/proc/self/mounts") if base in line]
+    mounts = [line for line in open("/proc/self/mounts") if d.dir in line]
     if mounts:
-        problems.append(f"mounts left under {base}: {mounts}")
-    assert not problems, "; ".join(problems)
+        problems.append(f"mounts left under {d.dir}: {mounts}")
+    return problems
 
 
 # ------------------------------------------------------------ OCI image archive

@@ -20,6 +20,7 @@ import pytest
 
 from runtime.bundle import make_rootfs
 from tests.integration.conftest import BARERUN, ID_PREFIX
+from tests.conftest import pid_alive as _alive
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -45,13 +46,6 @@ def bb_image(containerd, busybox_oci_archive):
     return ref
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 class Ctr:

@@ -262,6 +262,15 @@ def podman_session():
     p = Podman(base)
     p.setup()
     yield p
+    problems = podman_teardown(p, had_parent)
+    assert not problems, "; ".join(problems)
+
+
+def podman_teardown(p, had_parent):
+    """Remove every container, image and volume of ``p``, its cgroups
+    (libpod_parent unless ``had_parent``) and mounts, and its directory
+    when nothing is mounted there; returns a list of problems."""
+    base = p.dir
     problems = []
     r = p("ps", "-a", "--no-trunc", "-q", check=False)
     p.ids.update(r.stdout.split())
@@ -306,7 +315,7 @@ def podman_session():
         problems.append(f"mounts left under {base}: {left}")
     else:
         shutil.rmtree(base, ignore_errors=True)
-    assert not problems, "; ".join(problems)
+    return problems
 
 
 @pytest.fixture

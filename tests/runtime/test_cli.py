@@ -27,6 +27,7 @@ import prctl
 import pytest
 
 from runtime.bundle import default_spec, make_rootfs, write_bundle
+from tests.conftest import pid_alive as alive
 
 BARERUN = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "barerun")
 ID_PREFIX = "barerun-test-"
@@ -154,13 +155,6 @@ def ppid_of(pid):
     raise AssertionError(f"no PPid in /proc/{pid}/status")
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def parse_time(text):
