@@ -202,3 +202,14 @@ def set_dumpable(on):
 
 def get_dumpable():
     return bool(prctl.get_dumpable())
+
+
+def set_process_title(title):
+    """PR_SET_NAME (/proc/<pid>/comm) and the argv area (/proc/<pid>/cmdline).
+
+    A forked runtime process shows the caller's command line to anyone who
+    can read /proc, the container included, until it execs.
+    """
+    trace("prctl", op="PR_SET_NAME", name=title)
+    prctl.set_name(title[:15])
+    prctl.set_proctitle(title)

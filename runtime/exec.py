@@ -205,6 +205,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         os.close(r)
         _io.set_child_stdio(stdio)
         C.set_dumpable(False)
+        C.set_process_title("barerun exec")
         os.setsid()  # as the init: a session inside the container
         keep = {0, 1, 2, w, pidfd}
         keep.update(range(3, 3 + preserve_fds))

@@ -78,6 +78,8 @@ def _init(plan):
     #    /proc/<pid> must not be reachable from inside (it maps the host
     #    interpreter); execve makes the new program dumpable again
     C.set_dumpable(False)
+    # until exec, /proc/1/cmdline would show the runtime's own command line
+    C.set_process_title("barerun init")
     # a session of its own: the runtime's session leader lies outside the
     # container (CRIU refuses to dump a session whose leader it cannot see)
     os.setsid()

@@ -336,3 +336,15 @@ def test_container_never_unmounts_host_mounts(prop, bundle, root, new_id, tmp_pa
     assert res["after"] == res["before"]
     with open(out) as f:
         assert int(f.read()) > 5  # the container had its own mounts
+
+
+def test_created_init_does_not_show_the_runtime_command_line(create):
+    """Until it execs, the init is a fork of the runtime: its /proc/<pid>/
+    cmdline must not show the caller's command line to the container."""
+    c = create(["true"]).container
+    with open(f"/proc/{c.pid}/cmdline", "rb") as f:
+        cmdline = f.read().rstrip(b"\0")
+    with open(f"/proc/{c.pid}/comm") as f:
+        comm = f.read().strip()
+    assert cmdline == b"barerun init"
+    assert comm == "barerun init"
