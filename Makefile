@@ -38,6 +38,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py
+	$(PY) bench/clients.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info lowlevel/_native*.so lowlevel/_native.c

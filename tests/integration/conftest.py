@@ -279,6 +279,16 @@ def containerd_teardown(d):
     mounts = [line for line in open("/proc/self/mounts") if d.dir in line]
     if mounts:
         problems.append(f"mounts left under {d.dir}: {mounts}")
+    # ctr's cgroupsPath is /<namespace>/<id>: barerun removes each
+    # container's cgroup, and the namespace's when it is the last one out,
+    # but containers deleted side by side can each find it still busy
+    from lowlevel import cgroups
+    try:
+        ns_cg = cgroups.Cgroup(d.namespace)
+        if ns_cg.exists():
+            ns_cg.remove()
+    except OSError as exc:
+        problems.append(f"cgroup {d.namespace} left: {exc}")
     return problems
 
 

@@ -64,12 +64,19 @@ def wait_for(check, timeout=5.0):
         time.sleep(0.01)
 
 
+# barerun-test* directories that existed before this module ran (another
+# test module's, or another run's): not this module's to judge or remove
+_BEFORE = set()
+
+
 def leftovers(layout=None):
-    """Every barerun-test* directory at the root of every hierarchy."""
+    """Every barerun-test* directory at the root of every hierarchy that
+    this module made and did not remove."""
     layout = layout or cgroups.detect()
     roots = set(layout.v1.values()) | ({layout.unified} if layout.unified else set())
-    return sorted(os.path.join(r, n) for r in roots if os.path.isdir(r)
-                  for n in os.listdir(r) if n.startswith(PREFIX))
+    return sorted(p for p in (os.path.join(r, n) for r in roots if os.path.isdir(r)
+                              for n in os.listdir(r) if n.startswith(PREFIX))
+                  if p not in _BEFORE)
 
 
 def sweep(path):
@@ -105,6 +112,8 @@ def sweep(path):
 
 @pytest.fixture(scope="module", autouse=True)
 def sweep_leftovers():
+    if IS_ROOT and HOST is not None:
+        _BEFORE.update(leftovers())
     yield
     if IS_ROOT and HOST is not None:
         for path in leftovers():
