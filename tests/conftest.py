@@ -83,6 +83,28 @@ def host_mounts_with(text):
         return [line for line in f if text in line]
 
 
+def wait_for(pred, timeout=10.0, what="condition"):
+    """Poll ``pred`` until it returns something true; return that value, or
+    fail the test after ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def read(path):
+    """A text file's contents, or "" when it does not exist (yet)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def pid_alive(pid):
     """True while ``pid`` exists and is not a zombie."""
     try:

@@ -21,6 +21,7 @@ import pytest
 from runtime.bundle import make_rootfs
 from tests.integration.conftest import BARERUN, ID_PREFIX
 from tests.conftest import pid_alive as _alive
+from tests.conftest import read
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -199,13 +200,6 @@ def ctr(containerd, bb_rootfs, tmp_path):
     problems = c.cleanup()
     assert not problems, "; ".join(problems)
 
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def wait_until(cond, what, timeout=10):

@@ -32,6 +32,7 @@ import pytest
 
 from tests.bundles import make_rootfs
 from tests.integration.conftest import BARERUN
+from tests.conftest import wait_for as _wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root")
 
@@ -357,16 +358,6 @@ def busybox_image(podman_session, busybox_oci_archive):
     assert ref in r.stdout + r.stderr, r.stdout + r.stderr
     return ref
 
-
-def _wait_for(fn, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _cidfile(podman):

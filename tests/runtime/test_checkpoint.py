@@ -36,7 +36,8 @@ import pytest
 import runtime
 from lowlevel import criu
 from runtime.bundle import default_spec
-from tests.conftest import cgroup_dirs, host_mounts_with, new_container_id
+from tests.conftest import (cgroup_dirs, host_mounts_with, new_container_id, read,
+                            wait_for)
 
 BARERUN = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "barerun")
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done"
@@ -77,23 +78,6 @@ def images(tmp_path):
         assert not os.path.exists(path)
 
 
-def wait_for(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def numbers(text):

@@ -21,7 +21,7 @@ import runtime
 from lowlevel import cgroups
 from runtime import ConsoleSize, Status
 from tests.bundles import default_spec
-from tests.conftest import leftover_cgroups, pid_alive
+from tests.conftest import leftover_cgroups, pid_alive, wait_for
 
 BARERUN = "/work/main/.venv/bin/barerun"
 
@@ -34,17 +34,6 @@ COUNTER = ("i=0; while :; do i=$((i+1)); echo $i > /dev/shm/c.new; "
 
 # ------------------------------------------------------------------ helpers
 
-
-def wait_for(pred, timeout=10.0, what="condition"):
-    """Poll ``pred`` until it returns something true; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def read_counter(pid):
