@@ -10,7 +10,8 @@ import errno
 import prctl
 
 from ._ffi import lib
-from ._trace import check, error, proc_error, trace
+from ._proc import status_fields
+from ._trace import check, error, trace
 
 # prctl(2) options for the bounding set (stable kernel ABI since 2.6.25);
 # called directly so that capabilities newer than python-prctl's table work
@@ -117,16 +118,9 @@ def get_caps(pid="self"):
     out = {}
     keys = {"CapInh": "inheritable", "CapPrm": "permitted", "CapEff": "effective",
             "CapBnd": "bounding", "CapAmb": "ambient"}
-    path = f"/proc/{pid}/status"
-    try:
-        with open(path) as f:
-            lines = f.readlines()
-    except OSError as exc:
-        raise proc_error(exc.errno, pid, f"read {path}") from None
-    for line in lines:
-        k, _, v = line.partition(":")
+    for k, v in status_fields(pid).items():
         if k in keys:
-            mask = int(v.strip(), 16)
+            mask = int(v, 16)
             out[keys[k]] = {NUMBERS.get(c, f"CAP_{c}") for c in range(64) if mask >> c & 1}
     return out
 

@@ -19,7 +19,7 @@ import errno
 import os
 
 from ._ffi import ffi, lib
-from ._trace import error, proc_error, trace
+from ._trace import error, trace
 
 ALLOW = lib.SCMP_ACT_ALLOW
 LOG = lib.SCMP_ACT_LOG
@@ -110,16 +110,8 @@ def syscall_number(name):
 def mode(pid="self"):
     """The seccomp mode of a process (/proc/<pid>/status "Seccomp:"):
     0 none, 1 strict, 2 filter."""
-    path = f"/proc/{pid}/status"
-    try:
-        with open(path) as f:
-            lines = f.readlines()
-    except OSError as exc:
-        raise proc_error(exc.errno, pid, f"read {path}") from None
-    for line in lines:
-        if line.startswith("Seccomp:"):
-            return int(line.split()[1])
-    return 0
+    from ._proc import status_fields
+    return int(status_fields(pid).get("Seccomp", "0").split()[0])
 
 
 def _check(ret, what):

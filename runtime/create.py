@@ -19,18 +19,17 @@ Any failure undoes everything made so far: nothing is left behind.
 
 import os
 import signal
-import time
-from lowlevel._record import Record
 
 from lowlevel import cgroups
 from lowlevel import namespaces as N
 from lowlevel import pidfd as P
+from lowlevel._record import Record
 
 from . import io as _io
 from . import seccomp as _seccomp
 from .errors import ChildError, ContainerError, InvalidSpec
 from .init import run_init
-from .spec import Process, Spec, load_bundle
+from .spec import load_bundle
 from .store import Store, rfc3339_now
 
 _own_pidns = None
