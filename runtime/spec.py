@@ -92,9 +92,11 @@ class Process(Record):
 
 class Resources(Record):
     # devices: (allow, type, major, minor, access)
-    _fields = ("memory_limit", "memory_reservation", "memory_swap", "cpu_shares", "cpu_quota",
-               "cpu_period", "cpuset_cpus", "cpuset_mems", "pids_limit", "devices")
+    _fields = ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness",
+               "cpu_shares", "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems",
+               "pids_limit", "devices")
     _defaults = {"memory_limit": None, "memory_reservation": None, "memory_swap": None,
+                 "memory_swappiness": None,
                  "cpu_shares": None, "cpu_quota": None, "cpu_period": None, "cpuset_cpus": None,
                  "cpuset_mems": None, "pids_limit": None, "devices": list}
     __slots__ = _fields
@@ -375,8 +377,12 @@ def parse_resources(r, fld):
     res.memory_limit = _pos(mem, "limit", fld + ".memory")
     res.memory_reservation = _pos(mem, "reservation", fld + ".memory")
     res.memory_swap = _pos(mem, "swap", fld + ".memory")
-    for key in ("kernel", "kernelTCP", "swappiness"):
-        if mem.get(key) is not None and key != "swappiness":
+    res.memory_swappiness = _get(mem, "swappiness", int, fld + ".memory.swappiness")
+    if res.memory_swappiness is not None and not 0 <= res.memory_swappiness <= 100:
+        raise InvalidSpec(f"{fld}.memory.swappiness",
+                          f"must be 0 to 100, not {res.memory_swappiness}")
+    for key in ("kernel", "kernelTCP"):
+        if mem.get(key) is not None:
             raise InvalidSpec(f"{fld}.memory.{key}", "not supported by barerun")
     # podman's --oom-kill-disable: refused by name, not ignored
     if _get(mem, "disableOOMKiller", bool, fld + ".memory.disableOOMKiller", False):

@@ -36,10 +36,12 @@ class Resources(Record):
     as in OCI and cgroup v1.  cpu_shares is a relative weight (default
     1024); cpu_quota and cpu_period are microseconds (quota -1: no limit).
     cpuset_* are kernel list strings ("0-2,4").  pids_limit <= 0 means no
-    limit.
+    limit.  memory_swappiness (0-100) is v1 only: cgroup v2 has no such
+    file, and asking for it there is an error.
     """
-    _fields = ("memory_limit", "memory_reservation", "memory_swap", "cpu_shares",
-               "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems", "pids_limit")
+    _fields = ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness",
+               "cpu_shares", "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems",
+               "pids_limit")
     _defaults = dict.fromkeys(_fields)
     __slots__ = _fields
 
@@ -49,7 +51,7 @@ class Resources(Record):
 
 
 _FIELDS = {
-    "memory": ("memory_limit", "memory_reservation", "memory_swap"),
+    "memory": ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness"),
     "cpu": ("cpu_shares", "cpu_quota", "cpu_period"),
     "cpuset": ("cpuset_cpus", "cpuset_mems"),
     "pids": ("pids_limit",),

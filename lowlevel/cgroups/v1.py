@@ -81,6 +81,8 @@ def set_memory(path, res):
     if res.memory_reservation is not None:
         _fs.write(os.path.join(path, "memory.soft_limit_in_bytes"),
                   res.memory_reservation)
+    if res.memory_swappiness is not None:
+        _fs.write(os.path.join(path, "memory.swappiness"), res.memory_swappiness)
 
 # ---------------------------------------------------------------- cpu
 

@@ -54,6 +54,9 @@ def enable_controllers(root, rel, wanted=None):
 def set_memory(path, res):
     """memory.max (hard limit), memory.low (protected from reclaim) and
     memory.swap.max (swap alone, not memory + swap as in v1)."""
+    if res.memory_swappiness is not None:
+        raise error(errno.EINVAL, "set memory_swappiness (cgroup v2 has no "
+                    f"per-cgroup swappiness) on {path}")
     swap_file = os.path.join(path, "memory.swap.max")
     swap = swap_v2(res.memory_swap, res.memory_limit, swap_file)
     if swap is not None:

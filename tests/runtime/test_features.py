@@ -581,12 +581,14 @@ def test_cpu_shares_and_quota_inside(sh):
 def test_cpu_and_memory_visible_from_host(create):
     def m(spec):
         spec["linux"]["resources"].update(cpu={"shares": 256, "quota": 20000},
-                                          memory={"limit": 64 << 20}, pids={"limit": 50})
+                                          memory={"limit": 64 << 20, "swappiness": 10},
+                                          pids={"limit": 50})
     c = create(["true"], m).c
     rel = f"barerun/{c.id}"
     assert cg_file(rel, "cpu", "cpu.shares") == "256"
     assert cg_file(rel, "cpu", "cpu.cfs_quota_us") == "20000"
     assert cg_file(rel, "memory", "memory.limit_in_bytes") == str(64 << 20)
+    assert cg_file(rel, "memory", "memory.swappiness") == "10"
     assert cg_file(rel, "pids", "pids.max") == "50"
 
 

@@ -428,3 +428,10 @@ def test_unsupported_linux_fields(bdir):
     bad(bdir, lambda sp: sp["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1,
                                                           "size": 1}]),
         "linux.uidMappings")
+
+
+def test_memory_swappiness(bdir):
+    s = parse(bdir, lambda sp: sp["linux"]["resources"].update(memory={"swappiness": 10}))
+    assert s.resources.memory_swappiness == 10
+    bad(bdir, lambda sp: sp["linux"]["resources"].update(memory={"swappiness": 101}),
+        "linux.resources.memory.swappiness")
