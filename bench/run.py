@@ -3,9 +3,12 @@
     .venv/bin/python bench/run.py [-n RUNS]
 
 Times, as medians over RUNS:
-  * `barerun run` vs `runc run` of /bin/true in the same busybox bundle;
+  * `barerun run` vs `runc run` of /bin/true in the same busybox bundle,
+    and vs `crun run` if crun is on PATH (in a private mount namespace with
+    pure cgroup2 and --cgroup-manager=disabled, see bench/crun.py);
   * an in-process loop of create/start/wait/delete through the library.
-Prints a Markdown table with ratios (barerun / runc); below 1.0 is faster.
+Prints a Markdown table with ratios (barerun / runc, barerun / crun); below
+1.0 is faster.
 No timing is asserted anywhere: this is a measurement, not a test.
 """
 
@@ -23,6 +26,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import runtime  # noqa: E402
 from runtime.bundle import default_spec, make_rootfs, write_bundle  # noqa: E402
+
+sys.path.insert(0, HERE)
+from crun import time_crun  # noqa: E402
 
 BARERUN = os.path.join(os.path.dirname(sys.executable), "barerun")
 
@@ -139,9 +145,19 @@ def main():
             rows.append(("`run /bin/true` (CLI)", median_ms(br), median_ms(rc)))
         else:
             rows.append(("`run /bin/true` (CLI)", median_ms(br), None))
+        crun_ms = None
+        crun = shutil.which("crun")
+        if not crun:
+            print("crun: not on PATH, its column is n/a", file=sys.stderr)
+        else:
+            try:
+                crun_ms = median_ms(time_crun(crun, root + "-crun", bundle, args.n))
+            except (RuntimeError, OSError, ValueError) as e:
+                print(f"crun: cannot time it, its column is n/a: {e}", file=sys.stderr)
+        rows[-1] += (crun_ms,)
         lib = time_library(bundle, root, args.n)
         rows.append(("library create+start+wait+delete", median_ms(lib),
-                     median_ms(rc) if runc else None))
+                     median_ms(rc) if runc else None, crun_ms))
         # a long-running container for exec and pause; one holding 256 MiB
         # of random bytes (dd blocked on a full pipe keeps its buffer) for
         # checkpoint + restore
@@ -160,14 +176,15 @@ def main():
                           ("checkpoint", "`checkpoint` + `restore`, 256 MiB (CLI, same CRIU)")):
             if key in b_ops:
                 rows.append((what, median_ms(b_ops[key]),
-                             median_ms(r_ops[key]) if key in r_ops else None))
+                             median_ms(r_ops[key]) if key in r_ops else None, None))
         print(f"\nmedians of {args.n} runs, {os.cpu_count()} CPUs, kernel {os.uname().release}\n")
-        print("| what | barerun ms | runc ms | ratio |")
-        print("|---|---:|---:|---:|")
-        for what, b, r in rows:
-            ratio = f"{b / r:.2f}" if r else "n/a"
-            print(f"| {what} | {b:.1f} | {r:.1f} | {ratio} |" if r else
-                  f"| {what} | {b:.1f} | n/a | n/a |")
+        print("| what | barerun ms | runc ms | ratio | crun ms | ratio |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for what, b, *others in rows:
+            cells = []
+            for o in others:
+                cells += [f"{o:.1f}", f"{b / o:.2f}"] if o else ["n/a", "n/a"]
+            print(f"| {what} | {b:.1f} | " + " | ".join(cells) + " |")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
