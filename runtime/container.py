@@ -63,7 +63,6 @@ class Container:
         self._stdio = stdio
         self._exit_status = state.get("exit_status")
         self._console = None
-        self.processes_io = {}
 
     # ------------------------------------------------------------ identity
 
@@ -112,8 +111,6 @@ class Container:
         if st.get("restore") and not st.get("pid"):
             return Status.CREATED  # made from a checkpoint: restores on start
         if not self._init_alive():
-            if st.get("status") == "creating" and st.get("pid", 0) == 0:
-                return Status.STOPPED
             return Status.STOPPED
         cg = self.cgroup
         if cg is not None:

@@ -47,14 +47,14 @@ class InitPlan(Record):
 
     spec, process, report_fd (the child's end of the report pipe),
     fifo_path (start waits on it), cgroup, stdio (fds for 0, 1, 2);
-    null_stdio, preserve_fds, console (console.Channel when
+    preserve_fds, console (console.Channel when
     process.terminal), close_fds (parent-only fds to close first: the state
     lock), joined_unified (forked straight into the v2 cgroup), seccomp (a
     built lowlevel seccomp.Filter; the init loads it).
     """
-    _fields = ("spec", "process", "report_fd", "fifo_path", "cgroup", "stdio", "null_stdio",
+    _fields = ("spec", "process", "report_fd", "fifo_path", "cgroup", "stdio",
                "preserve_fds", "console", "close_fds", "joined_unified", "seccomp")
-    _defaults = {"null_stdio": (), "preserve_fds": 0, "console": None, "close_fds": (),
+    _defaults = {"preserve_fds": 0, "console": None, "close_fds": (),
                  "joined_unified": False, "seccomp": None}
     __slots__ = _fields
 
@@ -218,7 +218,6 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": cgpath,
             "created": rfc3339_now(),
             "annotations": spec.annotations, "owner": "",
-            "new_pidns": "pid" in spec.namespaces and not spec.namespaces["pid"],
         }
         if spec.seccomp is not None:
             # exec'd processes get the container's filter (as runc)
@@ -231,7 +230,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             cg.set_resources(cres)
             apply_device_rules(cg, device_rules(spec))
         except OSError as exc:
-            raise InvalidSpec("linux.resources", str(exc)) from None
+            raise InvalidSpec("linux.resources", exc.strerror or str(exc)) from None
         os.mkfifo(store.fifo_path, 0o600)
         chan = None
         if spec.process.terminal:
@@ -243,7 +242,6 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         r, w = os.pipe2(os.O_CLOEXEC)
         plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=w,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
-                        null_stdio=stdio.null,
                         preserve_fds=preserve_fds, close_fds=(store.lock_fd, r),
                         seccomp=sfilter)
         pid = fork_init(plan)

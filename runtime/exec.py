@@ -15,7 +15,6 @@ import os
 import signal as _signal
 from dataclasses import dataclass
 
-from lowlevel import caps as C
 from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
@@ -196,25 +195,12 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
            joined_unified=False, sfilter=None):
     """In the forked child: never returns."""
-    from .init import (Fail, _send_error, child_console, close_stray_fds, find_executable,
-                       prepare_process, report)
+    from .init import (Fail, _send_error, begin_child, child_console, environ,
+                       find_executable, prepare_process, report)
     try:
-        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
-            _signal.signal(sig, _signal.SIG_DFL)
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
         os.close(r)
         _io.set_child_stdio(stdio)
-        C.set_dumpable(False)
-        C.set_process_title("barerun exec")
-        os.setsid()  # as the init: a session inside the container
-        keep = {0, 1, 2, w, pidfd}
-        keep.update(range(3, 3 + preserve_fds))
-        close_stray_fds(keep, preserve_fds)
-        if cg is not None:
-            try:
-                cg.join(unified=not joined_unified)
-            except OSError as exc:
-                raise Fail("join cgroup", exc, cg.rel) from None
+        begin_child("barerun exec", {w, pidfd}, preserve_fds, cg, joined_unified)
         sock = None
         if chan is not None:
             try:
@@ -231,7 +217,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         _io.reopen_null()
         prepare_process(proc, console_fd, sfilter)
         exe = find_executable(proc)
-        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+        env = environ(proc)
         if sfilter is not None and proc.no_new_privileges:
             # late, as in the init; before "ready", so a failure is reported
             try:

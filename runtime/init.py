@@ -69,32 +69,9 @@ def _send_error(fd, step, message, err, path):
 def _init(plan):
     spec = plan.spec
     proc = plan.process
-    # Python's own signal settings must not reach the container's program:
-    # it ignores SIGPIPE/SIGXFSZ and handles SIGINT.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    # 1. while this Python process is in the container's namespaces, its
-    #    /proc/<pid> must not be reachable from inside (it maps the host
-    #    interpreter); execve makes the new program dumpable again
-    C.set_dumpable(False)
-    # until exec, /proc/1/cmdline would show the runtime's own command line
-    C.set_process_title("barerun init")
-    # a session of its own: the runtime's session leader lies outside the
-    # container (CRIU refuses to dump a session whose leader it cannot see)
-    os.setsid()
-    # every inherited fd but stdio, the report pipe and the fds asked for
-    # gets close-on-exec (Python opens its own fds close-on-exec already)
-    keep = {0, 1, 2, plan.report_fd}
-    keep.update(range(3, 3 + plan.preserve_fds))
-    close_stray_fds(keep, plan.preserve_fds)
-    # 2. cgroups: join before a new cgroup namespace takes the current
-    #    cgroup as its root
-    if plan.cgroup is not None:
-        try:
-            plan.cgroup.join(unified=not plan.joined_unified)
-        except OSError as exc:
-            raise Fail("join cgroup", exc, plan.cgroup.rel) from None
+    # 1-2. a clean, private process in the container's cgroup
+    begin_child("barerun init", {plan.report_fd}, plan.preserve_fds, plan.cgroup,
+                plan.joined_unified)
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
     new_flags = 0
     for kind, path in spec.namespaces.items():
@@ -174,7 +151,7 @@ def _init(plan):
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
         rootfs.finish(spec)
     from .io import reopen_null
-    reopen_null(plan.null_stdio)
+    reopen_null()
     console_fd = child_console(console_sock, proc.console_size)
     prepare_process(proc, console_fd, plan.seccomp)
     exe = find_executable(proc)
@@ -195,7 +172,7 @@ def _init(plan):
             if got:
                 break
         os.close(fifo_fd)
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    env = environ(proc)
     if plan.seccomp is not None and proc.no_new_privileges:
         # with no_new_privs the filter needs no capability: loaded as late
         # as possible, so the runtime's own syscalls above need not pass it
@@ -210,6 +187,40 @@ def _init(plan):
     except OSError as exc:
         os.write(2, f"barerun: exec {proc.args[0]}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+
+def begin_child(title, keep, preserve_fds, cgroup, joined_unified):
+    """The first steps of every forked child, the init's and exec's.
+
+    Python's own signal settings must not reach the container's program (it
+    ignores SIGPIPE/SIGXFSZ and handles SIGINT).  While this Python process
+    is in the container's namespaces, its /proc/<pid> must not be reachable
+    from inside (it maps the host interpreter): non-dumpable, and titled so
+    cmdline does not show the runtime's own command line; execve makes the
+    new program dumpable again.  A session of its own: the runtime's
+    session leader lies outside the container (CRIU refuses to dump a
+    session whose leader it cannot see).  Every inherited fd but stdio,
+    ``keep`` and the fds asked for gets close-on-exec.  Then the cgroup is
+    joined, before a new cgroup namespace takes the current one as root.
+    """
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    C.set_dumpable(False)
+    C.set_process_title(title)
+    os.setsid()
+    keep = {0, 1, 2, *keep, *range(3, 3 + preserve_fds)}
+    close_stray_fds(keep, preserve_fds)
+    if cgroup is not None:
+        try:
+            cgroup.join(unified=not joined_unified)
+        except OSError as exc:
+            raise Fail("join cgroup", exc, cgroup.rel) from None
+
+
+def environ(proc):
+    """process.env as the dict execve takes."""
+    return dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
 
 
 def child_console(sock, size):
@@ -248,9 +259,7 @@ def prepare_process(proc, console_fd=None, seccomp=None):
     if console_fd is not None:
         from lowlevel import tty
         try:
-            if os.getsid(0) != os.getpid():
-                os.setsid()
-            tty.set_controlling_tty(console_fd)
+            tty.set_controlling_tty(console_fd)  # begin_child made the session
             for i in (0, 1, 2):
                 os.dup2(console_fd, i)
             if console_fd > 2:

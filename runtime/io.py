@@ -96,7 +96,6 @@ class Stdio:
 
     def __init__(self):
         self.child = [None, None, None]  # fds the child dups onto 0, 1, 2
-        self.null = []  # which of 0, 1, 2 are /dev/null
         self.relays = []
         self.stdin_writer = None  # barerun's writing side of the stdin pipe
         self._stdin_relay = None
@@ -145,7 +144,6 @@ def open_stdio(io):
             s.child[i] = i
             continue
         if what is None:
-            s.null.append(i)
             if devnull is None:
                 devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
             s.child[i] = os.dup(devnull)
@@ -220,7 +218,7 @@ class _StdinRelay(Relay):
                 _close(fd)
 
 
-def reopen_null(_slots=None):
+def reopen_null():
     """In the child, inside the container: any of fds 0-2 that is the
     host's /dev/null (char device 1:3) is re-opened as the container's own
     /dev/null, as runc does.  A host file open in the container would stop
