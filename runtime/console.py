@@ -18,6 +18,7 @@ import threading
 
 from lowlevel import tty
 
+from . import io as _io
 from .io import _close
 
 
@@ -85,7 +86,7 @@ class Relay:
         if out is not None:
             dst = os.dup(out) if isinstance(out, int) else os.open(
                 os.fspath(out), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-            self.threads.append(threading.Thread(target=self._copy, args=(os.dup(master), dst),
+            self.threads.append(threading.Thread(target=_io.copy, args=(os.dup(master), dst),
                                                  daemon=True, name="barerun-console-out"))
         else:
             self.threads.append(threading.Thread(target=self._drain, args=(os.dup(master),),
@@ -101,26 +102,8 @@ class Relay:
         for t in self.threads:
             t.start()
 
-    @staticmethod
-    def _copy(src, dst):
-        try:
-            while True:
-                try:
-                    data = os.read(src, 65536)
-                except OSError:  # EIO once the slave side is gone
-                    break
-                if not data:
-                    break
-                while data:
-                    data = data[os.write(dst, data):]
-        except OSError:
-            pass
-        finally:
-            _close(src)
-            _close(dst)
-
     def _drain(self, src):
-        self._copy(src, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC))
+        _io.copy(src, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC))
 
     def _copy_in(self):
         inp = self._stdin_src
@@ -129,7 +112,7 @@ class Relay:
                 os.fspath(inp), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return
-        self._copy(src, os.dup(self.master))
+        _io.copy(src, os.dup(self.master))
 
     def resize(self, width, height):
         tty.set_winsize(self.master, height, width)

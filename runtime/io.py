@@ -41,41 +41,41 @@ class IO:
         return cls(_INHERIT, _INHERIT, _INHERIT, terminal)
 
 
+def copy(src, dst):
+    """Copy from fd ``src`` to fd ``dst`` until EOF (or EIO: a pty whose
+    other side is gone), then close both."""
+    try:
+        while True:
+            try:
+                data = os.read(src, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            while data:
+                data = data[os.write(dst, data):]
+    except OSError:
+        pass
+    finally:
+        _close(src)
+        _close(dst)
+
+
 class Relay(threading.Thread):
     """Copies bytes from ``src`` (fd) to a destination until EOF."""
 
-    def __init__(self, name, src, dst, close_src=True, close_dst=True):
+    def __init__(self, name, src, dst):
         super().__init__(name=f"barerun-relay-{name}", daemon=True)
         self.src = src
-        self.dst = dst
-        self.close_src = close_src
-        self.close_dst = close_dst
-        self.lock = threading.Lock()
-
-    def _open_dst(self):
-        return self.dst() if callable(self.dst) else self.dst
+        self.dst = dst  # an fd, or a function that opens one (in the thread)
 
     def run(self):
-        dst = None
         try:
-            dst = self._open_dst()
-            while True:
-                try:
-                    data = os.read(self.src, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                while data:
-                    n = os.write(dst, data)
-                    data = data[n:]
+            dst = self.dst() if callable(self.dst) else self.dst
         except OSError:
-            pass
-        finally:
-            if self.close_src:
-                _close(self.src)
-            if self.close_dst and dst is not None:
-                _close(dst)
+            _close(self.src)
+            return
+        copy(self.src, dst)
 
 
 def _close(fd):
@@ -117,8 +117,8 @@ class Stdio:
             if self._stdin_relay.is_alive() or not self._stdin_relay.ident:
                 if self._stdin_relay.ident:
                     self._stdin_relay.close()
-                else:  # never started (a failed create): just close
-                    _close(self.stdin_writer)
+                else:  # never started (a failed create): close its fds
+                    self._stdin_relay.discard()
             self._stdin_relay = None
             self.stdin_writer = None
         elif self.stdin_writer is not None:
@@ -182,6 +182,13 @@ class _StdinRelay(Relay):
             os.write(self._wake_w, b"x")
         except OSError:
             pass
+
+    def discard(self):
+        """Close every fd of a relay that was never started."""
+        for fd in (self.src if isinstance(self.src, int) else None, self.dst,
+                   self._wake_r, self._wake_w):
+            if fd is not None:
+                _close(fd)
 
     def _source(self):
         if isinstance(self.src, int):
