@@ -393,7 +393,6 @@ def restore(container):
         io = _io.IO.inherit() if info.get("inherit_io") else None
     work = info.get("work_path") or path
     cg = cgroups.Cgroup(st["cgroup"])
-    cg.create()
     from .create import apply_device_rules, device_rules, to_cgroup_resources
     stdio = None
     criu_root = os.path.join(container._store.dir, "criu-root")
@@ -401,8 +400,8 @@ def restore(container):
     imgfd = workfd = None
     log_path = os.path.join(work, "restore.log")
     result = {}
-    started = time.time()
     try:
+        cg.create()
         cg.set_resources(to_cgroup_resources(spec.resources))
         apply_device_rules(cg, device_rules(spec))
         # as runc: the mount points a create would have made (a fresh rootfs,
@@ -543,20 +542,7 @@ def _undo_restore(cg, stdio, result):
     """A failed restore leaves the checkpoint and the state store as they
     were (and the container CREATED: start() may try again)."""
     if stdio is not None:
-        stdio.close_child_side()
-        stdio.close_stdin()
-        for r in stdio.relays:  # never started: close what they would have
-            if r.ident is not None:
-                continue
-            if r.name.endswith("stdin"):  # its pipe's writing end: close_stdin did
-                if isinstance(r.src, int):
-                    _io._close(r.src)
-                _io._close(r._wake_r)
-                _io._close(r._wake_w)
-            else:
-                _io._close(r.src)
-                if isinstance(r.dst, int):
-                    _io._close(r.dst)
+        stdio.discard()
     if result.get("master") is not None:
         _io._close(result.pop("master"))
     from .create import discard_cgroup

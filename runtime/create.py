@@ -292,8 +292,7 @@ def _undo(store, cg, pid, stdio):
         except ChildProcessError:
             pass
     if stdio is not None:
-        stdio.close_child_side()
-        stdio.close_stdin()
+        stdio.discard()
     if cg is not None:
         discard_cgroup(cg)
     store.remove()

@@ -69,6 +69,12 @@ class Relay(threading.Thread):
         self.src = src
         self.dst = dst  # an fd, or a function that opens one (in the thread)
 
+    def discard(self):
+        """Close the fds of a relay that was never started."""
+        _close(self.src)
+        if isinstance(self.dst, int):
+            _close(self.dst)
+
     def run(self):
         try:
             dst = self.dst() if callable(self.dst) else self.dst
@@ -124,6 +130,15 @@ class Stdio:
         elif self.stdin_writer is not None:
             _close(self.stdin_writer)
             self.stdin_writer = None
+
+    def discard(self):
+        """After a failed create/restore: close every fd this Stdio holds,
+        the relays' too when they never started."""
+        self.close_child_side()
+        self.close_stdin()
+        for r in self.relays:
+            if r.ident is None:
+                r.discard()
 
     def join(self, timeout=1.0):
         for r in self.relays:
@@ -184,11 +199,12 @@ class _StdinRelay(Relay):
             pass
 
     def discard(self):
-        """Close every fd of a relay that was never started."""
+        """Close every fd of a relay that was never started (once)."""
         for fd in (self.src if isinstance(self.src, int) else None, self.dst,
                    self._wake_r, self._wake_w):
             if fd is not None:
                 _close(fd)
+        self.src = self.dst = self._wake_r = self._wake_w = None
 
     def _source(self):
         if isinstance(self.src, int):
