@@ -126,10 +126,15 @@ def cmd_spec(args):
         f.write("\n")
 
 
+def _create(args):
+    """create and run: the caller's stdio passes straight through."""
+    return runtime.create(args.id, args.bundle or os.getcwd(), root=args.root,
+                          io=runtime.IO.inherit(), pid_file=args.pid_file,
+                          preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+
+
 def cmd_create(args):
-    runtime.create(args.id, args.bundle or os.getcwd(), root=args.root,
-                   io=runtime.IO.inherit(), pid_file=args.pid_file,
-                   preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+    _create(args)
 
 
 def cmd_start(args):
@@ -137,9 +142,7 @@ def cmd_start(args):
 
 
 def cmd_run(args):
-    c = runtime.create(args.id, args.bundle or os.getcwd(), root=args.root,
-                       io=runtime.IO.inherit(), pid_file=args.pid_file,
-                       preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+    c = _create(args)
     if args.detach:
         c.start()
         return 0
@@ -185,10 +188,13 @@ def cmd_state(args):
 
 
 def cmd_list(args):
+    from .store import list_ids
     rows = []
-    for rec in runtime.list_containers(root=args.root):
-        c = runtime.load(rec.id, root=args.root)
-        rows.append(state_json(c))
+    for cid in list_ids(args.root):
+        try:
+            rows.append(state_json(runtime.load(cid, root=args.root)))
+        except ContainerError:
+            continue  # deleted meanwhile
     if args.quiet:
         for r in rows:
             print(r["id"])
