@@ -1,8 +1,8 @@
 """Real clients driving the real `barerun` entry point (see
-/work/shared/CLIENTS.md for what each client sends and expects).
+the shared CLIENTS.md notes for what each client sends and expects).
 
     containerd   (session) a private containerd 1.6 (Debian's package,
-                 installed with apt-get when missing): root, state and
+                 installed by `make setup`): root, state and
                  sockets under a temporary directory, the CRI plugin off,
                  /usr/local/sbin (CRIU >= 4) first on its PATH.  Its
                  ``ctr(...)`` runs ctr against it in a namespace of its
@@ -30,44 +30,12 @@ ID_PREFIX = "barerun-test-"
 CRIU_DIR = "/usr/local/sbin"
 CTR_TIMEOUT = 60
 
-_NETWORK_ERRORS = ("Temporary failure resolving", "Could not resolve", "Failed to fetch",
-                   "Unable to connect", "Connection timed out", "Network is unreachable",
-                   "No route to host", "Connection refused", "Could not connect")
-
-
-def _apt(*args):
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=300", *args],
-                          capture_output=True, text=True, env=env, timeout=900)
-
-
-def _apt_failed(what, r):
-    text = (r.stdout + r.stderr).strip()
-    tail = "\n".join(text.splitlines()[-15:])
-    if any(e in text for e in _NETWORK_ERRORS):
-        pytest.skip(f"{what}: network failure: {tail}")
-    pytest.fail(f"{what} failed (rc {r.returncode}):\n{tail}")
-
-
 def ensure_installed(binary, package):
-    """``binary`` on PATH, installing Debian's ``package`` if needed
-    (apt-get update only when the package lists do not know it)."""
-    if shutil.which(binary):
-        return shutil.which(binary)
-    cmd = ["install", "-y", "--no-install-recommends", package]
-    r = _apt(*cmd)
-    if r.returncode != 0:
-        text = r.stdout + r.stderr
-        if "Unable to locate package" in text or "404" in text or "has no installation candidate" in text:
-            u = _apt("update")
-            if u.returncode != 0:
-                _apt_failed("apt-get update", u)
-            r = _apt(*cmd)
-        if r.returncode != 0:
-            _apt_failed(f"apt-get install {package}", r)
+    """``binary`` on PATH: `make setup` (scripts/setup-host.sh) installs
+    Debian's ``package``; the tests never install anything themselves."""
     path = shutil.which(binary)
     if not path:
-        pytest.fail(f"apt-get installed {package} but {binary} is not on PATH")
+        pytest.fail(f"{binary} is not on PATH: `make setup` installs Debian's {package}")
     return path
 
 

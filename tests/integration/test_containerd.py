@@ -1,6 +1,6 @@
 """containerd 1.6 (containerd-shim-runc-v2) driving the real `barerun`
 entry point: `ctr run --runc-binary <barerun>` and the task operations
-(see /work/shared/CLIENTS.md, section 2, for the runtime calls each makes).
+(see the shared CLIENTS.md notes, section 2, for the runtime calls each makes).
 
 Each test asserts what the container printed and what ctr reports; the
 ``ctr`` fixture removes every task and container a test made and then

@@ -1,6 +1,6 @@
 """The runc-compatible command line, driven as containerd, podman and people
 drive it: the real `barerun` binary in a subprocess, as root, with real
-busybox containers (see /work/shared/CLIENTS.md for what the clients expect).
+busybox containers (see the shared CLIENTS.md notes for what the clients expect).
 
 Every test has its own ``--root``; its container ids start with
 "barerun-test-"; the ``cli`` fixture force-deletes every id a test made

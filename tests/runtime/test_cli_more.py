@@ -1,7 +1,7 @@
 """More of the runc-compatible command line, with real containers:
 update (flags, `--resources -` on stdin as containerd sends it,
 `--resources=FILE` as podman sends it), events (--stats and the interval
-stream), features and --version (see /work/shared/CLIENTS.md).
+stream), features and --version (see the shared CLIENTS.md notes).
 
 The helpers and the ``cli`` fixture (private --root, ids "barerun-test-",
 force-delete and leftover checks) come from test_cli.py.

@@ -12,6 +12,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import subprocess
 import time
 
@@ -23,7 +24,7 @@ from runtime import ConsoleSize, Status
 from tests.bundles import default_spec
 from tests.conftest import leftover_cgroups, pid_alive, wait_for
 
-BARERUN = "/work/main/.venv/bin/barerun"
+BARERUN = os.path.join(os.path.dirname(sys.executable), "barerun")
 
 # A busy counter on the container's tmpfs (/dev/shm: the rootfs is
 # read-only).  Each value is written to a new file then renamed, so a
