@@ -43,7 +43,7 @@ from . import io as _io
 from .errors import CheckpointError, ContainerError, NotFound
 from .spec import load_bundle
 from .status import Status, require
-from .store import rfc3339_now
+from .store import rfc3339_now, write_file
 
 DESCRIPTOR = "barerun.json"
 CG_MODES = {"soft": "SOFT", "full": "FULL", "strict": "STRICT", "ignore": "IGNORE",
@@ -220,8 +220,7 @@ def checkpoint(container, opts):
         "external_unix": _external_unix(path) if opts.allow_unix_sockets else [],
         "cgroup": container._st.get("cgroup"),
     }
-    with open(os.path.join(path, DESCRIPTOR), "w") as f:
-        json.dump(desc, f, indent=1)
+    write_file(os.path.join(path, DESCRIPTOR), json.dumps(desc, indent=1).encode())
     shutil.copyfile(os.path.join(container.bundle, "config.json"),
                     os.path.join(path, "config.json"))
     if opts.exit:

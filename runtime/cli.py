@@ -296,8 +296,13 @@ def exec_spec(args, c):
 def cmd_exec(args):
     c = _load(args)
     spec = exec_spec(args, c)
-    p = c.exec(runtime.ExecOpts(spec, runtime.IO.inherit()), pid_file=args.pid_file,
-               preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+    try:
+        p = c.exec(runtime.ExecOpts(spec, runtime.IO.inherit()), pid_file=args.pid_file,
+                   preserve_fds=args.preserve_fds, console_socket=args.console_socket)
+    except runtime.ChildError as exc:
+        # as runc: a process that could not be started is status 255
+        _fail(args, f"exec failed: {exc}")
+        return 255
     if args.detach:
         return 0
     return p.wait()

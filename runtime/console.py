@@ -37,6 +37,10 @@ class Channel:
             return tty.connect_console_socket(self.path)
         return self.child
 
+    def child_fds(self):
+        """The fds the child must keep through its fd sweep."""
+        return {self.child.fileno()} if self.child is not None else set()
+
     def after_fork(self):
         if self.child is not None:
             self.child.close()

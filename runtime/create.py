@@ -29,8 +29,8 @@ from . import io as _io
 from . import seccomp as _seccomp
 from .errors import ChildError, ContainerError, InvalidSpec
 from .init import run_init
-from .spec import load_bundle
-from .store import Store, rfc3339_now
+from .spec import load_bundle, sysctl_namespace
+from .store import Store, rfc3339_now, write_file
 
 _own_pidns = None
 
@@ -83,14 +83,12 @@ DEFAULT_DEVICE_RULES = (
 
 
 def device_rules(spec):
-    """linux.resources.devices, then the defaults and linux.devices nodes."""
-    rules = list(spec.resources.devices)
-    if rules:
-        rules.extend(DEFAULT_DEVICE_RULES)
-        for d in spec.devices:
-            if d.type in ("c", "b", "u"):
-                rules.append((True, "c" if d.type == "u" else d.type, d.major, d.minor, "rwm"))
-    return rules
+    """Deny everything, then linux.resources.devices in order, then the OCI
+    default devices.  No rules in the spec means deny-all plus the
+    defaults, never "everything allowed".  A node listed in linux.devices
+    gets no rule of its own: it is made in /dev, and the rules alone say
+    whether it may be used (a spec that denies it keeps it denied)."""
+    return [(False, "a", None, None, "rwm"), *spec.resources.devices, *DEFAULT_DEVICE_RULES]
 
 
 def apply_device_rules(cg, rules):
@@ -106,6 +104,26 @@ def apply_device_rules(cg, rules):
         if kind == "a":
             rule = "a"
         _fs.write(os.path.join(path, "devices.allow" if allow else "devices.deny"), rule)
+
+
+def check_joined_sysctl_namespaces(spec):
+    """linux.sysctl with a namespace joined by path: that namespace must
+    not be the host's own (the runtime's), or the write would change the
+    host's sysctl (as runc refuses it)."""
+    for key in spec.sysctl:
+        kind = sysctl_namespace(key)
+        path = spec.namespaces.get(kind)
+        if not path:
+            continue
+        try:
+            theirs = os.stat(path)
+        except OSError as exc:
+            raise InvalidSpec("linux.namespaces", f"{kind} namespace {path}: "
+                              f"{exc.strerror}") from None
+        ours = os.stat(f"/proc/self/ns/{N.ns_name(kind)}")
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            raise InvalidSpec(f"linux.sysctl.{key}", f"the {kind} namespace {path} is "
+                              "the host's: the sysctl would change the host")
 
 
 def fork_init(plan):
@@ -152,10 +170,15 @@ def fork_init(plan):
     return pid
 
 
-def read_report(fd, pid):
-    """Read the child's report: returns when it is ready, raises ChildError."""
+def read_report(fd, pid, until_exec=False):
+    """Read the child's report: returns when it is ready, raises ChildError.
+
+    With ``until_exec`` (exec'd processes) "ready" is not the end: the
+    report pipe is close-on-exec, so EOF after "ready" means execve
+    succeeded, and an error after it is the failed execve."""
     import json
     buf = b""
+    ready = False
     while True:
         try:
             chunk = os.read(fd, 65536)
@@ -164,18 +187,22 @@ def read_report(fd, pid):
         if not chunk:
             break
         buf += chunk
-        if buf.endswith(b"\n"):
+        if buf.endswith(b"\n") and not until_exec:
             break
     for line in buf.splitlines():
         msg = json.loads(line)
         if msg.get("ready"):
-            return
+            ready = True
+            if not until_exec:
+                return
         if "error" in msg:
             e = msg["error"]
             text = e["message"]
             if e.get("path") and e["path"] not in text:
                 text = f"{e['path']}: {text}"
             raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
+    if ready:
+        return
     # EOF without a word: the child died
     try:
         _, status = os.waitpid(pid, 0)
@@ -202,6 +229,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             io is None or getattr(io, "stdin", None) == "inherit"):
         raise InvalidSpec("process.terminal", "a terminal needs a --console-socket "
                           "(or, in the library, an IO to relay it to)")
+    check_joined_sysctl_namespaces(spec)
     # linux.seccomp: built now, so a rule libseccomp refuses is refused
     # before anything is made; the init inherits it and loads it
     sfilter = _seccomp.build(spec.seccomp) if spec.seccomp is not None else None
@@ -312,8 +340,7 @@ def discard_cgroup(cg):
 
 
 def write_pid_file(path, pid):
-    """The pid, no newline (containerd reads it with Atoi), written atomically."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    """The pid, no newline (containerd reads it with Atoi), written
+    atomically and never through a planted symlink: barerun runs as root
+    and the pid file's directory may be one a container can write."""
+    write_file(path, str(pid).encode())

@@ -157,7 +157,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         child_fd = P.pidfd_open(pid)
         from .create import read_report
         try:
-            read_report(r, pid)
+            read_report(r, pid, until_exec=True)
         except BaseException:
             try:
                 os.kill(pid, _signal.SIGKILL)
@@ -195,12 +195,16 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
            joined_unified=False, sfilter=None):
     """In the forked child: never returns."""
+    from .rootfs import StepError
     from .init import (Fail, _send_error, begin_child, child_console, environ,
                        find_executable, prepare_process, report)
     try:
         os.close(r)
         _io.set_child_stdio(stdio)
-        begin_child("barerun exec", {w, pidfd}, preserve_fds, cg, joined_unified)
+        keep = {w, pidfd}
+        if chan is not None:
+            keep |= chan.child_fds()
+        begin_child("barerun exec", keep, preserve_fds, cg, joined_unified)
         sock = None
         if chan is not None:
             try:
@@ -225,10 +229,17 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
             except OSError as exc:
                 raise Fail("seccomp", exc, "linux.seccomp") from None
         report(w, ready=True)
-        os.close(w)
-        os.execve(exe, proc.args, env)
+        # w is close-on-exec: the parent reads EOF once execve succeeded
+        try:
+            os.execve(exe, proc.args, env)
+        except OSError as exc:
+            raise Fail("exec", exc, proc.args[0],
+                       message=f"{proc.args[0]!r}: {exc.strerror}") from None
     except Fail as f:
         _send_error(w, f.step, f.message, f.errno, f.path)
+    except StepError as e:
+        _send_error(w, e.step, getattr(e.exc, "strerror", None) or str(e.exc),
+                    getattr(e.exc, "errno", None), e.path)
     except BaseException as e:  # noqa: BLE001
         _send_error(w, "exec", f"{type(e).__name__}: {e}", getattr(e, "errno", None), None)
     os._exit(127)

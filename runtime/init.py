@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import signal
+import stat
 
 from lowlevel import caps as C
 from lowlevel import namespaces as N
@@ -70,7 +71,10 @@ def _init(plan):
     spec = plan.spec
     proc = plan.process
     # 1-2. a clean, private process in the container's cgroup
-    begin_child("barerun init", {plan.report_fd}, plan.preserve_fds, plan.cgroup,
+    keep = {plan.report_fd}
+    if plan.console is not None:
+        keep |= plan.console.child_fds()
+    begin_child("barerun init", keep, plan.preserve_fds, plan.cgroup,
                 plan.joined_unified)
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
     new_flags = 0
@@ -296,6 +300,7 @@ def prepare_process(proc, console_fd=None, seccomp=None):
             os.chdir(proc.cwd)
         except OSError as exc:
             raise Fail("chdir to process.cwd", exc, proc.cwd) from None
+    check_cwd_in_root()
     if capset is not None:
         try:
             C.set_caps(effective=capset.get("effective", []),
@@ -317,11 +322,14 @@ def prepare_process(proc, console_fd=None, seccomp=None):
 
 def find_executable(proc):
     """Resolve process.args[0] through the PATH of process.env, as execvp
-    would, so a missing program fails create, not start."""
+    would, and check it as execve will: a missing program, a directory or
+    a file without execute permission fails create (or exec) naming the
+    file and errno, not start (runc's `exec: "/etc": permission denied`,
+    which podman classifies as 126 / 127)."""
     prog = proc.args[0]
     if "/" in prog:
-        if not os.access(prog, os.X_OK):
-            err = errno.ENOENT if not os.path.exists(prog) else errno.EACCES
+        err = _exec_error(prog)
+        if err:
             raise Fail("exec", OSError(err, os.strerror(err)), prog,
                        message=f"{prog!r}: {os.strerror(err)}")
         return prog
@@ -331,15 +339,32 @@ def find_executable(proc):
             path = e[5:]
     for d in path.split(":"):
         cand = os.path.join(d or ".", prog)
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+        if not _exec_error(cand):
             return cand
     raise Fail("exec", OSError(errno.ENOENT, "not found"), prog,
                message=f"{prog!r}: executable file not found in $PATH")
 
 
+def _exec_error(path):
+    """The errno execve(path) would fail with for what stat can tell: 0
+    for a regular file with execute permission."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return exc.errno
+    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+        return errno.EACCES
+    return 0
+
+
 def close_stray_fds(keep, preserve_fds=0):
-    """Mark every fd not in ``keep`` close-on-exec: no host fd reaches the
-    container's program."""
+    """Close every fd not in ``keep`` (CVE-2024-21626 class: an inherited
+    host directory fd, e.g. the cgroup dir opened for CLONE_INTO_CGROUP,
+    reachable as /proc/self/fd/N from process.cwd, leads back to the host's
+    /).  Closed, not only marked close-on-exec: the spec's values are used
+    after this, and a process inside the container's namespaces holds
+    nothing of the host.  The preserved fds (3 .. 3+preserve_fds-1) become
+    inheritable."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd in keep:
@@ -347,6 +372,19 @@ def close_stray_fds(keep, preserve_fds=0):
                 os.set_inheritable(fd, True)
             continue
         try:
-            os.set_inheritable(fd, False)
+            os.close(fd)
         except OSError:
-            pass
+            pass  # the listing's own fd, already closed
+
+
+def check_cwd_in_root():
+    """After chdir(process.cwd): the cwd must be reachable from the
+    container's root (CVE-2024-21626 class).  getcwd(2) names a directory
+    outside the root "(unreachable)/..."; glibc then fails with ENOENT."""
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        cwd = None
+    if cwd is None or not cwd.startswith("/"):
+        raise Fail("chdir to process.cwd", OSError(errno.EPERM, "outside the container's root"),
+                   "process.cwd", message="the current directory is outside the container's root")

@@ -257,10 +257,13 @@ def reopen_null():
             slots.append(i)
     if not slots:
         return
+    from .rootfs import StepError, open_null
     try:
-        fd = os.open("/dev/null", os.O_RDWR)
-    except OSError:
-        return  # no /dev/null in the container: keep the host's
+        fd = open_null(os.O_RDWR)
+    except StepError as exc:
+        if isinstance(exc.exc, FileNotFoundError):
+            return  # no /dev/null in the container: keep the host's
+        raise
     for i in slots:
         os.dup2(fd, i)
     if fd not in slots:

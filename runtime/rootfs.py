@@ -111,8 +111,13 @@ def pivot(root):
 
 def finish(spec):
     """Step 6, inside the new root."""
-    for path in spec.masked_paths:
-        mask(path)
+    null = []
+    try:
+        for path in spec.masked_paths:
+            mask(path, null)
+    finally:
+        for fd in null:
+            os.close(fd)
     for path in spec.readonly_paths:
         make_readonly(path)
     if spec.readonly_root:
@@ -442,20 +447,55 @@ def _symlink(rootfd, target, link, replace=False):
         os.close(pfd)
 
 
-def mask(path):
-    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory."""
+def open_null(flags=os.O_PATH):
+    """The container's /dev/null, checked to be the 1:3 character device
+    and never reached through a symlink (CVE-2025-31133 class: a rootfs
+    whose /dev/null links to /proc/sys/kernel/core_pattern would have
+    every masked file bound to that host procfs file, writable)."""
     try:
-        st = os.lstat(path)
+        fd = os.open("/dev/null", flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            exc = OSError(errno.EPERM, "is a symlink, not the null device")
+        raise StepError("open /dev/null", "/dev/null", exc) from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise StepError("check /dev/null", "/dev/null",
+                        OSError(errno.EPERM, "not the null device (char 1:3)"))
+    return fd
+
+
+def mask(path, null=None):
+    """Hide a path: /dev/null over a file, an empty read-only tmpfs over a
+    directory; a symlink is left alone, never followed.  The target is
+    opened once (O_PATH|O_NOFOLLOW) and mounted on through its fd, so it
+    cannot be swapped for a symlink in between.  ``null`` is a list
+    holding the checked /dev/null fd (opened on first use)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return
         raise StepError("mask", path, exc) from None
-    if stat.S_ISDIR(st.st_mode):
-        _step("mask directory", path, M.mount, "tmpfs", path, "tmpfs", MS["MS_RDONLY"])
-    elif stat.S_ISLNK(st.st_mode):
-        return
-    else:
-        _step("mask file", path, M.mount, "/dev/null", path, None, MS["MS_BIND"])
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        if stat.S_ISDIR(st.st_mode):
+            _step("mask directory", path, M.mount, "tmpfs", M.fd_path(fd), "tmpfs",
+                  MS["MS_RDONLY"])
+            return
+        if null is None:
+            null = []
+        if not null:
+            null.append(open_null())
+        _step("mask file", path, M.mount, M.fd_path(null[0]), M.fd_path(fd), None,
+              MS["MS_BIND"])
+    finally:
+        os.close(fd)
 
 
 def make_readonly(path):

@@ -36,6 +36,34 @@ def validate_id(cid):
     return cid
 
 
+def write_file(path, data, mode=0o644):
+    """Replace ``path`` atomically with ``data``: a temp file beside it,
+    then rename(2).  The temp file is opened O_CREAT|O_EXCL|O_NOFOLLOW, so
+    a symlink (or a file) planted under its name by whoever can write that
+    directory is never followed or truncated; it is removed (unlink never
+    follows) and the open tried once more.  rename replaces ``path`` itself,
+    a symlink there included, without following it."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 class Store:
     """The state directory of one container id."""
 
@@ -103,13 +131,8 @@ class Store:
 
     def write(self, state):
         """Atomically replace state.json (temp file + rename)."""
-        tmp = self.state_path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps(state, indent=1, sort_keys=True).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.state_path)
+        write_file(self.state_path, json.dumps(state, indent=1, sort_keys=True).encode(),
+                   0o600)
 
     def remove(self):
         self.unlock()

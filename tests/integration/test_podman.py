@@ -408,6 +408,10 @@ def test_detached_exec(podman):
     r = podman("exec", name, "/bin/no-such-program", check=False)
     assert r.returncode == 127, (r.returncode, r.stderr)
     assert "no-such-program" in r.stderr
+    # a directory: refused at exec time (podman's 075-exec #1): 126
+    r = podman("exec", name, "/etc", check=False)
+    assert r.returncode == 126, (r.returncode, r.stderr)
+    assert "'/etc': Permission denied" in r.stderr
     # top reads /proc of the container's pids
     assert "sleep 1000" in podman("top", name).stdout
     assert podman.status(name) == "running"
@@ -635,6 +639,19 @@ def test_missing_program_is_not_found(podman):
                "no-such-program", check=False)
     assert r.returncode == 127, (r.returncode, r.stderr)
     assert "'no-such-program': executable file not found in $PATH" in r.stderr
+    assert podman("ps", "-a", "-q").stdout.strip() == ""
+    assert podman.leftovers(cid) == []
+
+
+def test_program_that_is_a_directory_is_126(podman):
+    """podman's 030-run #1: `podman run IMAGE /etc` fails at create with
+    "permission denied", classified 126, and leaves nothing."""
+    cidfile = _cidfile(podman)
+    r = podman("run", "--rm", "--name", podman.name(), "--cidfile", cidfile,
+               "--rootfs", podman.rootfs, "/etc", check=False)
+    cid = _read_cid(podman, cidfile)
+    assert r.returncode == 126, (r.returncode, r.stderr)
+    assert "'/etc': Permission denied" in r.stderr
     assert podman("ps", "-a", "-q").stdout.strip() == ""
     assert podman.leftovers(cid) == []
 

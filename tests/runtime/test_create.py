@@ -85,6 +85,14 @@ def test_program_path_not_found(root, bundle, new_id):
     assert e.errno == errno.ENOENT
 
 
+@pytest.mark.parametrize("prog", ["/etc", "/etc/passwd"], ids=["directory", "not-executable"])
+def test_program_not_executable_fails_create(root, bundle, new_id, prog):
+    """As runc: `exec: "/etc": permission denied` at create, not at start."""
+    e = create_fails(root, new_id(), bundle([prog]), runtime.ChildError)
+    assert prog in str(e) and "Permission denied" in str(e)
+    assert e.errno == errno.EACCES
+
+
 def test_unknown_filesystem_type(root, bundle, new_id):
     b = bundle(["true"], lambda s: s["mounts"].append(
         {"destination": "/mnt", "type": "nosuchfs", "source": "none"}))

@@ -7,6 +7,7 @@ Real containers (busybox), run as root.  Every container is tracked by the
 fails; the pure-v2 test cleans up inside its child and checks from here.
 """
 
+import errno
 import json
 import logging
 import os
@@ -398,6 +399,32 @@ def test_exec_sees_hostname_pidns_and_cgroup(sleeper, tmp_path):
 def test_exec_exit_code(sleeper, tmp_path):
     assert run_exec(sleeper, ["sh", "-c", "exit 7"], tmp_path, "exit7")[0] == 7
     assert run_exec(sleeper, ["true"], tmp_path, "true")[0] == 0
+
+
+@pytest.mark.parametrize("prog", ["/etc", "/etc/passwd"], ids=["directory", "not-executable"])
+def test_exec_of_a_program_that_cannot_run_is_an_error(sleeper, prog):
+    """Refused at exec time, naming the file and errno (runc: `exec:
+    "/etc": permission denied`), not a silent 127."""
+    with pytest.raises(runtime.ChildError) as ei:
+        sleeper.exec(runtime.ExecOpts(process_json([prog]), runtime.IO()))
+    assert prog in str(ei.value) and "Permission denied" in str(ei.value)
+    assert ei.value.errno == errno.EACCES
+
+
+def test_a_failed_execve_in_exec_reaches_the_caller(create, private_rootfs):
+    """An executable file the kernel cannot run (ENOEXEC) passes every
+    check before execve: the execve error itself must come back."""
+    bad = os.path.join(private_rootfs, "bin", "garbage")
+    with open(bad, "wb") as f:
+        f.write(b"\x7fELF-not-really")
+    os.chmod(bad, 0o755)
+    c = create(["sleep", "1000"], rootfs_path=private_rootfs).c
+    c.start()
+    with pytest.raises(runtime.ChildError) as ei:
+        c.exec(runtime.ExecOpts(process_json(["/bin/garbage"]), runtime.IO()))
+    assert "/bin/garbage" in str(ei.value) and ei.value.errno == errno.ENOEXEC
+    assert c.state().status == Status.RUNNING
+    c.delete(force=True)
 
 
 def test_exec_pid_in_processes_and_kill(sleeper):
