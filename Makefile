@@ -16,7 +16,7 @@ host:
 # the venv is (re)built when pyproject.toml or a binding changes
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py native/build.py $(wildcard native/bindings/*.py) | host
+$(VENV)/.installed: pyproject.toml setup.py native/build.py native/execstub.c $(wildcard native/bindings/*.py) | host
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check \
 	    --config-settings editable_mode=compat -e '.[test]' $(CRIU_SRC)/lib 2>&1 \

@@ -21,6 +21,7 @@ import os
 import signal
 
 from lowlevel import cgroups
+from lowlevel import execstub
 from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 from lowlevel._record import Record
@@ -50,10 +51,11 @@ class InitPlan(Record):
     preserve_fds, console (console.Channel when
     process.terminal), close_fds (parent-only fds to close first: the state
     lock), joined_unified (forked straight into the v2 cgroup), seccomp (a
-    built lowlevel seccomp.Filter; the init loads it).
+    built lowlevel seccomp.Filter; the init loads it), stub_fd (the sealed
+    exec stub the init execs its program through).
     """
     _fields = ("spec", "process", "report_fd", "fifo_path", "cgroup", "stdio",
-               "preserve_fds", "console", "close_fds", "joined_unified", "seccomp")
+               "preserve_fds", "console", "close_fds", "joined_unified", "seccomp", "stub_fd")
     _defaults = {"preserve_fds": 0, "console": None, "close_fds": (),
                  "joined_unified": False, "seccomp": None}
     __slots__ = _fields
@@ -170,7 +172,7 @@ def fork_init(plan):
     return pid
 
 
-def read_report(fd, pid, until_exec=False):
+def read_report(fd, pid, until_exec=False, program=None):
     """Read the child's report: returns when it is ready, raises ChildError.
 
     With ``until_exec`` (exec'd processes) "ready" is not the end: the
@@ -195,6 +197,9 @@ def read_report(fd, pid, until_exec=False):
             ready = True
             if not until_exec:
                 return
+        if "exec_errno" in msg:  # from the exec stub (lowlevel.execstub)
+            err = msg["exec_errno"]
+            raise ChildError("exec", f"{program!r}: {os.strerror(err)}", err, program)
         if "error" in msg:
             e = msg["error"]
             text = e["message"]
@@ -271,7 +276,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=w,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
                         preserve_fds=preserve_fds, close_fds=(store.lock_fd, r),
-                        seccomp=sfilter)
+                        seccomp=sfilter, stub_fd=execstub.stub_fd())
         pid = fork_init(plan)
         os.close(w)
         w = None

@@ -15,6 +15,7 @@ import os
 import signal as _signal
 from dataclasses import dataclass
 
+from lowlevel import execstub
 from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
@@ -129,6 +130,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         else:
             stdio = _io.open_stdio(opts.io)
         r, w = os.pipe2(os.O_CLOEXEC)
+        stub = execstub.stub_fd()
         new_pidns = theirs.get("pid") != own.get("pid")
         cg = container.cgroup
         cgfd = cg.open_unified_fd() if cg is not None and cg.exists() else None
@@ -142,7 +144,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
             pid, joined = N.fork(cgfd)
             if pid == 0:
                 _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan,
-                       joined, sfilter=sfilter)
+                       joined, sfilter=sfilter, stub=stub)
         finally:
             if new_pidns and pid != 0:
                 from .create import own_pidns_fd
@@ -157,7 +159,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         child_fd = P.pidfd_open(pid)
         from .create import read_report
         try:
-            read_report(r, pid, until_exec=True)
+            read_report(r, pid, until_exec=True, program=proc.args[0])
         except BaseException:
             try:
                 os.kill(pid, _signal.SIGKILL)
@@ -193,7 +195,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
 
 
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
-           joined_unified=False, sfilter=None):
+           joined_unified=False, sfilter=None, stub=-1):
     """In the forked child: never returns."""
     from .rootfs import StepError
     from .init import (Fail, _send_error, begin_child, child_console, environ,
@@ -201,7 +203,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
     try:
         os.close(r)
         _io.set_child_stdio(stdio)
-        keep = {w, pidfd}
+        keep = {w, pidfd, stub}
         if chan is not None:
             keep |= chan.child_fds()
         begin_child("barerun exec", keep, preserve_fds, cg, joined_unified)
@@ -229,9 +231,11 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
             except OSError as exc:
                 raise Fail("seccomp", exc, "linux.seccomp") from None
         report(w, ready=True)
-        # w is close-on-exec: the parent reads EOF once execve succeeded
+        # through the sealed stub (CVE-2019-5736 class); w becomes
+        # close-on-exec there: the parent reads EOF once execve succeeded,
+        # or the stub's {"exec_errno": N}
         try:
-            os.execve(exe, proc.args, env)
+            execstub.execve(stub, exe, proc.args, env, report_fd=w)
         except OSError as exc:
             raise Fail("exec", exc, proc.args[0],
                        message=f"{proc.args[0]!r}: {exc.strerror}") from None

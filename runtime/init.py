@@ -20,6 +20,7 @@ import signal
 import stat
 
 from lowlevel import caps as C
+from lowlevel import execstub
 from lowlevel import namespaces as N
 from lowlevel import system as S
 
@@ -71,7 +72,7 @@ def _init(plan):
     spec = plan.spec
     proc = plan.process
     # 1-2. a clean, private process in the container's cgroup
-    keep = {plan.report_fd}
+    keep = {plan.report_fd, plan.stub_fd}
     if plan.console is not None:
         keep |= plan.console.child_fds()
     begin_child("barerun init", keep, plan.preserve_fds, plan.cgroup,
@@ -187,7 +188,9 @@ def _init(plan):
             os.write(2, f"barerun: linux.seccomp: {exc.strerror or exc}\n".encode())
             os._exit(1)
     try:
-        os.execve(exe, proc.args, env)
+        # through the sealed stub: /proc/self/exe is never the host's
+        # interpreter at the program's execve (CVE-2019-5736 class)
+        execstub.execve(plan.stub_fd, exe, proc.args, env)
     except OSError as exc:
         os.write(2, f"barerun: exec {proc.args[0]}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
