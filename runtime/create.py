@@ -175,9 +175,12 @@ def fork_init(plan):
 def read_report(fd, pid, until_exec=False, program=None):
     """Read the child's report: returns when it is ready, raises ChildError.
 
-    With ``until_exec`` (exec'd processes) "ready" is not the end: the
-    report pipe is close-on-exec, so EOF after "ready" means execve
-    succeeded, and an error after it is the failed execve."""
+    The report pipe carries JSON lines: {"log": ...} (the child's trace,
+    re-emitted here under the child's pid, never on the container's
+    stdio), then {"ready": true} or {"error": {...}}.  With ``until_exec``
+    (exec'd processes) "ready" is not the end: the pipe is close-on-exec,
+    so EOF after "ready" means execve succeeded, and {"exec_errno": N}
+    after it is the failed execve (from the exec stub)."""
     import json
     buf = b""
     ready = False
@@ -189,23 +192,24 @@ def read_report(fd, pid, until_exec=False, program=None):
         if not chunk:
             break
         buf += chunk
-        if buf.endswith(b"\n") and not until_exec:
-            break
-    for line in buf.splitlines():
-        msg = json.loads(line)
-        if msg.get("ready"):
-            ready = True
-            if not until_exec:
-                return
-        if "exec_errno" in msg:  # from the exec stub (lowlevel.execstub)
-            err = msg["exec_errno"]
-            raise ChildError("exec", f"{program!r}: {os.strerror(err)}", err, program)
-        if "error" in msg:
-            e = msg["error"]
-            text = e["message"]
-            if e.get("path") and e["path"] not in text:
-                text = f"{e['path']}: {text}"
-            raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            msg = json.loads(line)
+            if "log" in msg:
+                _child_log(pid, msg)
+            elif msg.get("ready"):
+                ready = True
+                if not until_exec:
+                    return
+            elif "exec_errno" in msg:
+                err = msg["exec_errno"]
+                raise ChildError("exec", f"{program!r}: {os.strerror(err)}", err, program)
+            elif "error" in msg:
+                e = msg["error"]
+                text = e["message"]
+                if e.get("path") and e["path"] not in text:
+                    text = f"{e['path']}: {text}"
+                raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
     if ready:
         return
     # EOF without a word: the child died
@@ -215,6 +219,19 @@ def read_report(fd, pid, until_exec=False, program=None):
     except ChildProcessError:
         how = "unknown status"
     raise ChildError("init", f"the init process (pid {pid}) died before it was ready ({how})")
+
+
+def _child_log(pid, msg):
+    """A log record the child sent over the report pipe, handled by this
+    process's loggers as the child's own (its pid, its logger name)."""
+    import logging
+    level = msg.get("level", logging.DEBUG)
+    record = logging.makeLogRecord({
+        "name": msg.get("logger", "barerun"), "levelno": level,
+        "levelname": logging.getLevelName(level), "msg": msg["log"], "process": pid})
+    logger = logging.getLogger(record.name)
+    if logger.isEnabledFor(level):
+        logger.handle(record)
 
 
 def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,

@@ -206,7 +206,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         keep = {w, pidfd, stub}
         if chan is not None:
             keep |= chan.child_fds()
-        begin_child("barerun exec", keep, preserve_fds, cg, joined_unified)
+        begin_child("barerun exec", w, keep, preserve_fds, cg, joined_unified)
         sock = None
         if chan is not None:
             try:

@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import stat
+import sys
 
 from lowlevel import caps as C
 from lowlevel import execstub
@@ -75,7 +76,7 @@ def _init(plan):
     keep = {plan.report_fd, plan.stub_fd}
     if plan.console is not None:
         keep |= plan.console.child_fds()
-    begin_child("barerun init", keep, plan.preserve_fds, plan.cgroup,
+    begin_child("barerun init", plan.report_fd, keep, plan.preserve_fds, plan.cgroup,
                 plan.joined_unified)
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
     new_flags = 0
@@ -161,6 +162,7 @@ def _init(plan):
     prepare_process(proc, console_fd, plan.seccomp)
     exe = find_executable(proc)
     report(plan.report_fd, ready=True)
+    log_to_report_pipe(None)
     os.close(plan.report_fd)
     if fifo_fd is not None:
         # waiting as pid 1 of its pid namespace, the init would ignore every
@@ -196,7 +198,7 @@ def _init(plan):
         os._exit(127 if exc.errno == errno.ENOENT else 126)
 
 
-def begin_child(title, keep, preserve_fds, cgroup, joined_unified):
+def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified):
     """The first steps of every forked child, the init's and exec's.
 
     Python's own signal settings must not reach the container's program (it
@@ -206,10 +208,13 @@ def begin_child(title, keep, preserve_fds, cgroup, joined_unified):
     cmdline does not show the runtime's own command line; execve makes the
     new program dumpable again.  A session of its own: the runtime's
     session leader lies outside the container (CRIU refuses to dump a
-    session whose leader it cannot see).  Every inherited fd but stdio,
-    ``keep`` and the fds asked for gets close-on-exec.  Then the cgroup is
+    session whose leader it cannot see).  Log records go to the parent
+    over ``report_fd`` (fd 2 is already the container's stderr).  Every
+    inherited fd but stdio, the report pipe, ``keep`` and the fds asked for
+    is closed.  Then the cgroup is
     joined, before a new cgroup namespace takes the current one as root.
     """
+    log_to_report_pipe(report_fd)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -223,6 +228,41 @@ def begin_child(title, keep, preserve_fds, cgroup, joined_unified):
             cgroup.join(unified=not joined_unified)
         except OSError as exc:
             raise Fail("join cgroup", exc, cgroup.rel) from None
+
+
+class _ReportHandler:
+    """The child's only log handler: each record as one {"log": ...} JSON
+    line on the report pipe (see create.read_report)."""
+    fd = None
+
+
+def log_to_report_pipe(fd):
+    """In a forked child: send every log record to the parent over the
+    report pipe ``fd`` instead of the parent's handlers (whose stderr is
+    now the container's, whose files are host fds); None stops it.
+    Nothing to do when logging was never imported (the quiet CLI)."""
+    _ReportHandler.fd = fd
+    logging = sys.modules.get("logging")
+    if logging is None or fd is None:
+        return
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            if _ReportHandler.fd is None:
+                return
+            line = json.dumps({"log": record.getMessage(), "logger": record.name,
+                               "level": record.levelno})
+            try:
+                os.write(_ReportHandler.fd, (line + "\n").encode())
+            except OSError:
+                pass
+
+    handler = Handler()
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        if lg.handlers:
+            lg.handlers = [handler]
 
 
 def environ(proc):

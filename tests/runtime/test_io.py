@@ -67,3 +67,39 @@ def test_large_output_is_complete(sh):
     status, out, err = sh("head -c 3000000 /dev/zero | tr '\\0' 'x'; echo")
     assert status == 0, err
     assert len(out) == 3000001
+
+
+def test_debug_logging_never_reaches_the_containers_stderr(create):
+    """With the trace on, the child's steps come back to this process's
+    loggers under the child's pid; the container's stderr holds only what
+    the container wrote."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        """Keeps the record and writes it to fd 2, as the CLI's --trace
+        handler does: in a child that kept it, fd 2 is the container's."""
+
+        def emit(self, record):
+            records.append(record)
+            os.write(2, f"trace {record.process}: {record.getMessage()}\n".encode())
+
+    log = logging.getLogger("barerun")
+    handler = Keep()
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        o = create(["sh", "-c", "echo out; echo err >&2"])
+        o.c.start()
+        assert o.c.wait(timeout=10) == 0
+        pid = o.c.pid
+        o.c.delete()
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+    assert o.stderr() == "err\n"
+    assert o.stdout() == "out\n"
+    child = [r for r in records if r.process == pid]
+    assert any("pivot_root" in r.getMessage() for r in child), [r.getMessage() for r in child]
