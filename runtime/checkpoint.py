@@ -41,6 +41,7 @@ from lowlevel import pidfd as P
 
 from . import io as _io
 from .errors import CheckpointError, ContainerError, NotFound
+from .rootfs import cgroup_binds
 from .spec import load_bundle
 from .status import Status, require
 from .store import rfc3339_now, write_file
@@ -186,6 +187,9 @@ def checkpoint(container, opts):
     for m in spec.mounts:
         if m.bind:
             o.ext_mnt.add(key=m.destination, val=m.destination)
+    # the container's own cgroup directories bound in (no cgroup namespace)
+    for dest, _src in cgroup_binds(spec, container._st.get("cgroup")):
+        o.ext_mnt.add(key=dest, val=dest)
     if opts.allow_unix_sockets:
         procs = cg.procs() if cg is not None and cg.exists() else [pid]
         for ino in sorted(_unix_socket_inodes(procs)):
@@ -434,6 +438,8 @@ def restore(container):
             if m.bind:
                 src = m.source if os.path.isabs(m.source) else os.path.join(spec.bundle, m.source)
                 o.ext_mnt.add(key=m.destination, val=src)
+        for dest, src in cgroup_binds(spec, st["cgroup"]):
+            o.ext_mnt.add(key=dest, val=src)
         terminal = desc.get("terminal")
         stdio = _io.open_stdio(None if terminal else io)
         pass_fds = [imgfd, workfd]

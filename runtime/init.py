@@ -136,7 +136,7 @@ def _init(plan):
     C.last_cap()
     # 4. the root filesystem
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
-        rootfs.prepare(spec)
+        rootfs.prepare(spec, plan.cgroup.rel if plan.cgroup is not None else None)
     else:
         try:
             os.chroot(spec.rootfs)

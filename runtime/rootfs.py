@@ -40,8 +40,9 @@ class StepError(Exception):
         super().__init__(f"{step} {path}: {exc}")
 
 
-def prepare(spec):
-    """Steps 1-5; returns with the process inside the new root."""
+def prepare(spec, cgroup_rel=None):
+    """Steps 1-5; returns with the process inside the new root.
+    ``cgroup_rel`` is the container's cgroup (see mount_cgroup)."""
     root = spec.rootfs
     _step("make / a slave mount", "/", M.mount, None, "/", None,
           spec.rootfs_propagation or (MS["MS_SLAVE"] | MS["MS_REC"]))
@@ -53,7 +54,7 @@ def prepare(spec):
     try:
         dev_is_tmpfs = False
         for m in spec.mounts:
-            mount_one(rootfd, spec, m)
+            mount_one(rootfd, spec, m, cgroup_rel)
             if m.destination.rstrip("/") == "/dev" and not m.bind:
                 dev_is_tmpfs = True
         make_devices(rootfd, spec, dev_is_tmpfs)
@@ -141,11 +142,12 @@ def _source_path(spec, m):
     return src
 
 
-def mount_one(rootfd, spec, m):
+def mount_one(rootfd, spec, m, cgroup_rel=None):
     """Mount one spec mount at its destination inside the rootfs."""
     dest = m.destination
     if m.type == "cgroup" and not m.bind:
-        return mount_cgroup(rootfd, m)
+        own = cgroup_rel if "cgroup" not in spec.namespaces else None
+        return mount_cgroup(rootfd, m, own)
     if m.bind:
         src = _source_path(spec, m)
         try:
@@ -335,43 +337,85 @@ def make_restore_mountpoints(spec):
             os.close(rootfd)
 
 
-def mount_cgroup(rootfd, m):
-    """The container's view of its cgroups: cgroup2 on a v2 host; on v1 and
-    hybrid hosts a tmpfs holding one cgroup mount per hierarchy (what the
-    container's cgroup namespace makes its root)."""
-    dest = m.destination
-    flags = m.flags & ~_PROPAGATION_MASK
-    layout = _cgroups.detect()
-    fd = _step(f"create mount destination ({m.field})", dest, M.mkdir_in_root, rootfd, dest)
-    try:
-        if layout.mode == "v2":
-            _step(f"mount cgroup2 ({m.field})", dest, M.mount, "cgroup2", M.fd_path(fd),
-                  "cgroup2", flags)
-            return
-        _step(f"mount tmpfs for cgroups ({m.field})", dest, M.mount, "tmpfs", M.fd_path(fd),
-              "tmpfs", flags & ~MS["MS_RDONLY"], "mode=755")
-    finally:
-        os.close(fd)
+def cgroup_hierarchies(layout, dest):
+    """(fstype, host mountpoint, mount options, path in the container) of
+    every hierarchy a cgroup mount at ``dest`` shows."""
+    if layout.mode == "v2":
+        return [("cgroup2", layout.unified, None, dest)]
+    out = []
     seen = set()
     for name, mountpoint in sorted(layout.v1.items()):
         if mountpoint in seen:
             continue
         seen.add(mountpoint)
-        sub = f"{dest.rstrip('/')}/{os.path.basename(mountpoint)}"
         opts = ",".join(sorted(k for k, v in layout.v1.items() if v == mountpoint))
         if opts.startswith("name="):
             opts = "none," + opts
-        sfd = _step("create cgroup mount point", sub, M.mkdir_in_root, rootfd, sub)
-        try:
-            _step(f"mount cgroup {opts}", sub, M.mount, "cgroup", M.fd_path(sfd), "cgroup",
-                  flags, opts)
-        finally:
-            os.close(sfd)
+        out.append(("cgroup", mountpoint, opts, f"{dest.rstrip('/')}/{os.path.basename(mountpoint)}"))
     if layout.unified:
-        sub = f"{dest.rstrip('/')}/unified"
+        out.append(("cgroup2", layout.unified, None, f"{dest.rstrip('/')}/unified"))
+    return out
+
+
+def cgroup_binds(spec, cgroup_rel):
+    """(path in the container, host directory) of every cgroup bind that
+    mount_cgroup makes for a container without a cgroup namespace (CRIU
+    must be told they are external mounts)."""
+    if "cgroup" in spec.namespaces or not cgroup_rel:
+        return []
+    layout = _cgroups.detect()
+    return [(sub, os.path.join(mountpoint, cgroup_rel))
+            for m in spec.mounts if m.type == "cgroup" and not m.bind
+            for _fs, mountpoint, _opts, sub in cgroup_hierarchies(layout, m.destination)]
+
+
+def mount_cgroup(rootfd, m, own=None):
+    """The container's view of its cgroups: cgroup2 on a v2 host; on v1 and
+    hybrid hosts a tmpfs holding one cgroup mount per hierarchy.
+
+    In a cgroup namespace a cgroup mount's root is the namespace's root:
+    the container's own cgroup.  Without one it would be the host's whole
+    tree (every other container's cgroups visible, the container's own
+    limits not: memory.limit_in_bytes would read the host root's value), so
+    with ``own`` (the container's cgroup path) each hierarchy's directory
+    for the container is bound instead, as runc does."""
+    dest = m.destination
+    flags = m.flags & ~_PROPAGATION_MASK
+    layout = _cgroups.detect()
+
+    def mount_hierarchy(fstype, mountpoint, opts, path, sfd):
+        if own is None:
+            what = f"{fstype} {opts}" if opts else fstype
+            _step(f"mount {what} ({m.field})", path, M.mount, fstype, M.fd_path(sfd), fstype,
+                  flags, opts)
+            return
+        src = os.path.join(mountpoint, own)
+        _step(f"bind the container's cgroup {src} ({m.field})", path, M.mount, src,
+              M.fd_path(sfd), None, MS["MS_BIND"] | MS["MS_REC"])
+        if flags & MS["MS_RDONLY"]:
+            # the new mount, not the directory under it that sfd is
+            nfd = _step(f"open {path}", path, M.open_in_root, rootfd, path)
+            try:
+                _step(f"remount cgroup read-only ({m.field})", path, M.mount, None,
+                      M.fd_path(nfd), None,
+                      MS["MS_BIND"] | MS["MS_REMOUNT"] | (flags & ~MS["MS_REC"]))
+            finally:
+                os.close(nfd)
+
+    fd = _step(f"create mount destination ({m.field})", dest, M.mkdir_in_root, rootfd, dest)
+    hierarchies = cgroup_hierarchies(layout, dest)
+    try:
+        if layout.mode == "v2":
+            mount_hierarchy(*hierarchies[0], fd)
+            return
+        _step(f"mount tmpfs for cgroups ({m.field})", dest, M.mount, "tmpfs", M.fd_path(fd),
+              "tmpfs", flags & ~MS["MS_RDONLY"], "mode=755")
+    finally:
+        os.close(fd)
+    for fstype, mountpoint, opts, sub in hierarchies:
         sfd = _step("create cgroup mount point", sub, M.mkdir_in_root, rootfd, sub)
         try:
-            _step("mount cgroup2", sub, M.mount, "cgroup2", M.fd_path(sfd), "cgroup2", flags)
+            mount_hierarchy(fstype, mountpoint, opts, sub, sfd)
         finally:
             os.close(sfd)
     if flags & MS["MS_RDONLY"]:

@@ -269,3 +269,38 @@ def test_an_allowed_device_is_readable(sh, loop_disk):
               "access": "r"}]
     status, out, err = sh("head -c 17 /dev/hostdisk", _with_disk_node(rdev, rules))
     assert (status, out) == (0, "BARERUN-HOST-DISK"), err
+
+
+# ------------------------------------------------------- the cgroup tree
+
+
+def _without_cgroupns(spec):
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
+                                   if n["type"] != "cgroup"]
+    if not any(m["destination"] == "/sys/fs/cgroup" for m in spec["mounts"]):
+        spec["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                               "source": "cgroup", "options": ["ro", "nosuid", "noexec"]})
+
+
+@pytest.mark.parametrize("cgroupns", [False, True], ids=["no-cgroupns", "cgroupns"])
+def test_the_container_sees_its_own_cgroup_not_the_hosts_tree(sh, cgroupns):
+    """Without a cgroup namespace the container's cgroup mount must be its
+    own cgroup, not the host's root: the host's own barerun/ directory
+    (where every container's cgroup lives) must not be visible, and the
+    limit it reads is its own."""
+    layout = cgroups.detect()
+
+    def m(spec):
+        _without_cgroupns(spec)
+        if cgroupns:
+            spec["linux"]["namespaces"].append({"type": "cgroup"})
+        spec["linux"]["resources"]["pids"] = {"limit": 77}
+    if layout.mode == "v2":
+        script = "ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids.max"
+    else:
+        script = "ls /sys/fs/cgroup/pids; cat /sys/fs/cgroup/pids/pids.max"
+    status, out, err = sh(script, m)
+    assert status == 0, err
+    names = out.split()
+    assert "barerun" not in names, "the host's cgroup tree is visible in the container"
+    assert names[-1] == "77", out
