@@ -134,15 +134,98 @@ def open_root(root):
         raise error(exc.errno, f"open root {root}") from None
 
 
+_openat2_works = None  # probed on first use: the kernel, not the headers
+
+
 def open_in_root(root_fd, path, flags=os.O_PATH, mode=0):
     """Open ``path`` resolved inside the directory ``root_fd``.
 
     "..", absolute symlinks and relative symlinks all stay within the root
-    (RESOLVE_IN_ROOT); magic links (/proc/self/...) are refused.
+    (RESOLVE_IN_ROOT); magic links (/proc/self/...) are refused.  Where
+    openat2 fails with ENOSYS (kernels before 5.6, or a seccomp filter) the
+    same walk is done one component at a time (walk_in_root).
     """
+    global _openat2_works
     rel = path.lstrip("/") or "."
-    return openat2(root_fd, rel, flags, mode,
-                   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    if _openat2_works is not False:
+        try:
+            fd = openat2(root_fd, rel, flags, mode, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+            _openat2_works = True
+            return fd
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+            _openat2_works = False
+    return walk_in_root(root_fd, rel, flags, mode)
+
+
+MAX_SYMLINKS = 40  # as the kernel's path walk
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def fs_type(fd):
+    """The filesystem magic of the file ``fd`` is open on (fstatfs)."""
+    buf = ffi.new("struct statfs *")
+    check(lib.fstatfs(fd, buf), f"fstatfs fd {fd}")
+    return buf.f_type
+
+
+def walk_in_root(root_fd, path, flags=os.O_PATH, mode=0):
+    """RESOLVE_IN_ROOT by hand: each component opened O_PATH|O_NOFOLLOW
+    relative to its parent's fd; a symlink's target is spliced into the
+    remaining path (an absolute one restarts at the root), ".." never goes
+    above the root, and the last component is opened with ``flags`` and
+    O_NOFOLLOW (a symlink there is resolved the same way)."""
+    trace("walk_in_root", dirfd=root_fd, path=path, flags=flag_names(flags))
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    try:
+        stack = [os.dup(root_fd)]
+    except OSError as exc:
+        raise error(exc.errno, f"open {path} in fd {root_fd} (RESOLVE_IN_ROOT, walked)") from None
+    links = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            last = not parts
+            want = (flags if last else os.O_PATH) | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(name, want, mode, dir_fd=stack[-1])
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise error(exc.errno, f"open {path}{_in_dir(root_fd)} "
+                                "(RESOLVE_IN_ROOT, walked)") from None
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                magic = fs_type(fd) == PROC_SUPER_MAGIC
+                os.close(fd)
+                if magic:
+                    # RESOLVE_NO_MAGICLINKS: a procfs link (/proc/self/root,
+                    # /proc/<pid>/fd/N ...) is never followed
+                    raise error(errno.ELOOP, f"open {path}{_in_dir(root_fd)}: "
+                                f"{name} is a procfs link")
+                links += 1
+                if links > MAX_SYMLINKS:
+                    raise error(errno.ELOOP, f"open {path}{_in_dir(root_fd)} "
+                                "(RESOLVE_IN_ROOT, walked)")
+                target = os.readlink(name, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
+                continue
+            if last:
+                return fd
+            stack.append(fd)
+        # the path named the root itself (or ended in "..")
+        return os.open(".", flags | os.O_CLOEXEC, mode, dir_fd=stack[-1]) \
+            if flags != os.O_PATH else os.dup(stack[-1])
+    finally:
+        for fd in stack:
+            os.close(fd)
 
 
 def fd_path(fd):

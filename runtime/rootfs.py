@@ -351,7 +351,8 @@ def cgroup_hierarchies(layout, dest):
         opts = ",".join(sorted(k for k, v in layout.v1.items() if v == mountpoint))
         if opts.startswith("name="):
             opts = "none," + opts
-        out.append(("cgroup", mountpoint, opts, f"{dest.rstrip('/')}/{os.path.basename(mountpoint)}"))
+        sub = f"{dest.rstrip('/')}/{os.path.basename(mountpoint)}"
+        out.append(("cgroup", mountpoint, opts, sub))
     if layout.unified:
         out.append(("cgroup2", layout.unified, None, f"{dest.rstrip('/')}/unified"))
     return out
