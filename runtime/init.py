@@ -6,11 +6,13 @@ fork, not a raw clone.  It never returns: it execs the container's program
 or reports the failed step to the parent through the report pipe and
 _exit()s.  The order of the steps is the order a reader should learn them:
 
-  non-dumpable -> join cgroups -> namespaces -> rootfs (mounts, devices,
-  pivot_root) -> hostname -> sysctl / oom_score_adj -> masked and
-  read-only paths -> rlimits -> [seccomp without no_new_privs] -> user,
-  groups, capabilities -> no_new_privs -> close stray fds -> "ready" ->
-  wait for start -> [seccomp with no_new_privs] -> execve.
+  non-dumpable -> trace to the report pipe -> close every inherited fd ->
+  join cgroups -> namespaces -> rootfs (mounts, devices, pivot_root) ->
+  hostname -> sysctl / oom_score_adj -> masked and read-only paths ->
+  rlimits -> cwd (checked inside the root) -> [seccomp without
+  no_new_privs] -> user, groups, capabilities -> no_new_privs -> program
+  checked -> "ready" -> wait for start -> [seccomp with no_new_privs] ->
+  execve through the sealed exec stub (lowlevel.execstub).
 """
 
 import errno
