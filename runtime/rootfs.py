@@ -181,6 +181,16 @@ def mount_one(rootfd, spec, m, cgroup_rel=None):
                   flags, m.data or None)
     finally:
         os.close(fd)
+    if m.recursive:
+        # rro, rnosuid ...: the whole tree, submounts included (kernel >= 5.12)
+        mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
+        try:
+            _step(f"set recursive mount attributes ({m.field}.options)", dest,
+                  M.mount_setattr, M.fd_path(mfd),
+                  set_flags=[a for a, on in m.recursive.items() if on],
+                  clear_flags=[a for a, on in m.recursive.items() if not on], recursive=True)
+        finally:
+            os.close(mfd)
     if m.propagation:
         mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
         try:

@@ -39,6 +39,13 @@ MOUNT_FLAGS = {
     "nosymfollow": (_MS["MS_NOSYMFOLLOW"], 0), "symfollow": (0, _MS["MS_NOSYMFOLLOW"]),
     "bind": (_MS["MS_BIND"], 0), "rbind": (_MS["MS_BIND"] | _MS["MS_REC"], 0),
 }
+# recursive mount attributes (mount_setattr with AT_RECURSIVE, as runc):
+# option -> (attribute, set?)
+RECURSIVE_ATTRS = {
+    "rro": ("ro", True), "rrw": ("ro", False), "rnosuid": ("nosuid", True),
+    "rsuid": ("nosuid", False), "rnodev": ("nodev", True), "rdev": ("nodev", False),
+    "rnoexec": ("noexec", True), "rexec": ("noexec", False),
+}
 PROPAGATION = {
     "private": _MS["MS_PRIVATE"], "rprivate": _MS["MS_PRIVATE"] | _MS["MS_REC"],
     "shared": _MS["MS_SHARED"], "rshared": _MS["MS_SHARED"] | _MS["MS_REC"],
@@ -59,10 +66,11 @@ DEFAULT_DEVICES = (
 
 class Mount(Record):
     # copyup: tmpcopyup: the tmpfs starts with the covered directory's contents
+    # recursive: {attribute: set?} for the whole mount tree (rro, rnosuid ...)
     _fields = ("destination", "type", "source", "flags", "propagation", "data", "bind", "field",
-               "copyup")
+               "copyup", "recursive")
     _defaults = {"flags": 0, "propagation": list, "data": "", "bind": False, "field": "",
-                 "copyup": False}
+                 "copyup": False, "recursive": dict}
     __slots__ = _fields
 
 
@@ -260,6 +268,7 @@ def parse_mount(m, fld):
     data = []
     bind = mtype == "bind"
     copyup = False
+    recursive = {}
     for opt in _strlist(m, "options", fld + ".options"):
         if opt in MOUNT_FLAGS:
             fset, fclr = MOUNT_FLAGS[opt]
@@ -268,6 +277,9 @@ def parse_mount(m, fld):
                 bind = True
         elif opt in PROPAGATION:
             prop.append(PROPAGATION[opt])
+        elif opt in RECURSIVE_ATTRS:
+            attr, on = RECURSIVE_ATTRS[opt]
+            recursive[attr] = on
         elif opt in ("tmpcopyup", "notmpcopyup"):
             # runc/crun extensions (podman sends tmpcopyup for --tmpfs,
             # --read-only and --systemd): not kernel options
@@ -287,7 +299,7 @@ def parse_mount(m, fld):
     if copyup and (bind or mtype != "tmpfs"):
         raise InvalidSpec(fld + ".options", "option 'tmpcopyup' applies to tmpfs mounts only, "
                           f"not to a {'bind' if bind else mtype} mount")
-    return Mount(dest, mtype, source, flags, prop, ",".join(data), bind, fld, copyup)
+    return Mount(dest, mtype, source, flags, prop, ",".join(data), bind, fld, copyup, recursive)
 
 
 def parse_devices(linux):

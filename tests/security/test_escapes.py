@@ -304,3 +304,27 @@ def test_the_container_sees_its_own_cgroup_not_the_hosts_tree(sh, cgroupns):
     names = out.split()
     assert "barerun" not in names, "the host's cgroup tree is visible in the container"
     assert names[-1] == "77", out
+
+
+# ------------------------------------------------------ recursive read-only
+
+
+def test_rro_makes_submounts_read_only_too(sh, tmp_path):
+    """An `rro` bind of a tree holding a submount: writes must fail in the
+    submount as in the top (a plain `ro` bind leaves submounts writable).
+    The tree and its tmpfs submount are scratch ones of this test."""
+    top = tmp_path / "tree"
+    sub = top / "sub"
+    sub.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "barerun-test-rro", str(sub)],
+                   check=True)
+    try:
+        def m(spec):
+            spec["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(top),
+                                   "options": ["rbind", "rro"]})
+        status, out, err = sh("touch /mnt/top; echo top=$?; touch /mnt/sub/f; echo sub=$?", m)
+        assert not os.path.exists(sub / "f"), "rro left the submount writable"
+        assert not os.path.exists(top / "top"), "rro left the mount writable"
+        assert "top=1" in out and "sub=1" in out, (out, err)
+    finally:
+        subprocess.run(["umount", "-l", str(sub)], check=False)
