@@ -538,8 +538,11 @@ def test_memory_limit_oom_kills(create):
     def m(spec):
         spec["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
     # busybox tail keeps its last 10 lines in memory: one newline-less line
-    # of 64 MiB is 64 MiB of anonymous memory charged to the cgroup
-    o = create(["sh", "-c", "head -c 64m /dev/zero | tail | wc -c"], m)
+    # of 64 MiB is 64 MiB of anonymous memory charged to the cgroup; tail
+    # raises its own oom_score_adj so the OOM killer picks it, not the shell
+    # (the victim is otherwise the kernel's choice of the moment)
+    o = create(["sh", "-c", "head -c 64m /dev/zero | "
+                "(echo 1000 > /proc/self/oom_score_adj; exec tail) | wc -c"], m)
     c = o.c
     rel = f"barerun/{c.id}"
     assert cg_file(rel, "memory", "memory.limit_in_bytes") == str(16 << 20)
