@@ -197,16 +197,12 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
            joined_unified=False, sfilter=None, stub=-1):
     """In the forked child: never returns."""
-    from .rootfs import StepError
-    from .init import (Fail, _send_error, begin_child, child_console, environ,
-                       find_executable, prepare_process, report)
+    from .init import (Fail, begin_child, child_console, environ, find_executable,
+                       prepare_process, report, report_failure)
     try:
         os.close(r)
         _io.set_child_stdio(stdio)
-        keep = {w, pidfd, stub}
-        if chan is not None:
-            keep |= chan.child_fds()
-        begin_child("barerun exec", w, keep, preserve_fds, cg, joined_unified)
+        begin_child("barerun exec", w, {pidfd, stub}, preserve_fds, cg, joined_unified, chan)
         sock = None
         if chan is not None:
             try:
@@ -239,11 +235,6 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         except OSError as exc:
             raise Fail("exec", exc, proc.args[0],
                        message=f"{proc.args[0]!r}: {exc.strerror}") from None
-    except Fail as f:
-        _send_error(w, f.step, f.message, f.errno, f.path)
-    except StepError as e:
-        _send_error(w, e.step, getattr(e.exc, "strerror", None) or str(e.exc),
-                    getattr(e.exc, "errno", None), e.path)
-    except BaseException as e:  # noqa: BLE001
-        _send_error(w, "exec", f"{type(e).__name__}: {e}", getattr(e, "errno", None), None)
+    except BaseException as e:  # noqa: BLE001 - report anything, never a traceback
+        report_failure(w, e, "exec")
     os._exit(127)

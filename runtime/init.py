@@ -49,22 +49,27 @@ def report(fd, **msg):
 
 def run_init(plan):
     """Child side; ``plan`` is an InitPlan (see create.py).  Never returns."""
-    code = 1
     try:
         _init(plan)
-    except Fail as f:
-        _send_error(plan.report_fd, f.step, f.message, f.errno, f.path)
-    except rootfs.StepError as e:
-        _send_error(plan.report_fd, e.step, getattr(e.exc, "strerror", None) or str(e.exc),
-                    getattr(e.exc, "errno", None), e.path)
-    except InvalidSpec as e:
-        _send_error(plan.report_fd, "spec", str(e), None, e.field)
     except BaseException as e:  # noqa: BLE001 - report anything, never a traceback
-        _send_error(plan.report_fd, "init", f"{type(e).__name__}: {e}", getattr(e, "errno", None), None)
-    os._exit(code)
+        report_failure(plan.report_fd, e, "init")
+    os._exit(1)
 
 
-def _send_error(fd, step, message, err, path):
+def report_failure(fd, exc, where):
+    """A forked child's failure as one error record on its report pipe:
+    the step, message, errno and path (or spec field) of a Fail, a rootfs
+    StepError or an InvalidSpec; anything else under ``where``."""
+    if isinstance(exc, Fail):
+        rec = (exc.step, exc.message, exc.errno, exc.path)
+    elif isinstance(exc, rootfs.StepError):
+        rec = (exc.step, getattr(exc.exc, "strerror", None) or str(exc.exc),
+               getattr(exc.exc, "errno", None), exc.path)
+    elif isinstance(exc, InvalidSpec):
+        rec = ("spec", str(exc), None, exc.field)
+    else:
+        rec = (where, f"{type(exc).__name__}: {exc}", getattr(exc, "errno", None), None)
+    step, message, err, path = rec
     try:
         report(fd, error={"step": step, "message": message, "errno": err, "path": path})
     except OSError:
@@ -75,11 +80,8 @@ def _init(plan):
     spec = plan.spec
     proc = plan.process
     # 1-2. a clean, private process in the container's cgroup
-    keep = {plan.report_fd, plan.stub_fd}
-    if plan.console is not None:
-        keep |= plan.console.child_fds()
-    begin_child("barerun init", plan.report_fd, keep, plan.preserve_fds, plan.cgroup,
-                plan.joined_unified)
+    begin_child("barerun init", plan.report_fd, {plan.stub_fd}, plan.preserve_fds,
+                plan.cgroup, plan.joined_unified, plan.console)
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
     new_flags = 0
     for kind, path in spec.namespaces.items():
@@ -200,7 +202,7 @@ def _init(plan):
         os._exit(127 if exc.errno == errno.ENOENT else 126)
 
 
-def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified):
+def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified, console=None):
     """The first steps of every forked child, the init's and exec's.
 
     Python's own signal settings must not reach the container's program (it
@@ -212,8 +214,8 @@ def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified):
     session leader lies outside the container (CRIU refuses to dump a
     session whose leader it cannot see).  Log records go to the parent
     over ``report_fd`` (fd 2 is already the container's stderr).  Every
-    inherited fd but stdio, the report pipe, ``keep`` and the fds asked for
-    is closed.  Then the cgroup is
+    inherited fd but stdio, the report pipe, ``keep``, the ``console``
+    channel's child end and the fds asked for is closed.  Then the cgroup is
     joined, before a new cgroup namespace takes the current one as root.
     """
     log_to_report_pipe(report_fd)
@@ -223,7 +225,9 @@ def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified):
     C.set_dumpable(False)
     C.set_process_title(title)
     os.setsid()
-    keep = {0, 1, 2, *keep, *range(3, 3 + preserve_fds)}
+    keep = {0, 1, 2, report_fd, *keep, *range(3, 3 + preserve_fds)}
+    if console is not None:
+        keep |= console.child_fds()
     close_stray_fds(keep, preserve_fds)
     if cgroup is not None:
         try:

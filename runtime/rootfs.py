@@ -521,12 +521,13 @@ def open_null(flags=os.O_PATH):
     return fd
 
 
-def mask(path, null=None):
+def mask(path, null):
     """Hide a path: /dev/null over a file, an empty read-only tmpfs over a
     directory; a symlink is left alone, never followed.  The target is
     opened once (O_PATH|O_NOFOLLOW) and mounted on through its fd, so it
-    cannot be swapped for a symlink in between.  ``null`` is a list
-    holding the checked /dev/null fd (opened on first use)."""
+    cannot be swapped for a symlink in between.  ``null`` is the caller's
+    list for the checked /dev/null fd (opened on first use, closed by the
+    caller)."""
     try:
         fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -543,8 +544,6 @@ def mask(path, null=None):
             _step("mask directory", path, M.mount, "tmpfs", M.fd_path(fd), "tmpfs",
                   MS["MS_RDONLY"])
             return
-        if null is None:
-            null = []
         if not null:
             null.append(open_null())
         _step("mask file", path, M.mount, M.fd_path(null[0]), M.fd_path(fd), None,
