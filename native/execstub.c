@@ -14,7 +14,7 @@
  * REPORT_FD is the child's report pipe (or -1): it is made close-on-exec,
  * so the parent reads EOF when execve succeeded, and on failure the stub
  * writes {"exec_errno": N} to it; without one it writes
- * "barerun: exec PATH: errno N" to stderr.  Exit status 127 for ENOENT,
+ * "barerun: exec PATH: <strerror> (errno N)" to stderr.  Exit status 127 for ENOENT,
  * 126 otherwise (as a shell).
  *
  * Freestanding (no libc: -nostdlib -static), a few KB: copying it into a
@@ -100,6 +100,24 @@ static __attribute__((noreturn)) void leave(int code)
         sys3(NR_exit_group, code, 0, 0);
 }
 
+/* the words for the errnos execve gives; the number is printed anyway */
+static const char *errno_text(long err)
+{
+    switch (err) {
+    case 1: return "Operation not permitted";
+    case 2: return "No such file or directory";
+    case 7: return "Argument list too long";
+    case 8: return "Exec format error";
+    case 12: return "Cannot allocate memory";
+    case 13: return "Permission denied";
+    case 20: return "Not a directory";
+    case 21: return "Is a directory";
+    case 26: return "Text file busy";
+    case 40: return "Too many levels of symbolic links";
+    default: return "error";
+    }
+}
+
 static long parse_fd(const char *s)
 {
     long v = 0;
@@ -142,9 +160,11 @@ __attribute__((used)) void stub_main(long *sp)
         p = put(p, "barerun: exec ");
         if (slen(argv[2]) < sizeof buf - 64)
             p = put(p, argv[2]);
-        p = put(p, ": errno ");
+        p = put(p, ": ");
+        p = put(p, errno_text(err));
+        p = put(p, " (errno ");
         p = put_num(p, err);
-        p = put(p, "\n");
+        p = put(p, ")\n");
         sys3(NR_write, 2, (long)buf, p - buf);
     }
     leave(err == ENOENT ? 127 : 126);
