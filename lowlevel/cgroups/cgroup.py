@@ -14,7 +14,7 @@ import signal as _signal
 import time
 
 from .._trace import error, trace
-from . import _fs, v1, v2
+from . import _fs, devices, v1, v2
 from .detect import detect
 from .resources import CONTROLLERS
 
@@ -211,6 +211,19 @@ class Cgroup:
                     raise error(errno.ENOENT, f"{what} ({name} controller "
                                 "not enabled, see cgroup.controllers)") from None
                 raise
+
+    def set_devices(self, rules):
+        """Make ``rules`` (see ``devices``) the cgroup's device rules: the
+        v1 devices hierarchy's files where it is mounted, and a BPF device
+        program on the unified hierarchy where there is one (the only
+        device control on a pure v2 host; on a hybrid host both apply, so
+        the same rules hold in either).  An empty list changes nothing."""
+        if not rules:
+            return
+        if "devices" in self.layout.v1:
+            devices.write_v1(self.paths["devices"], rules)
+        if self.layout.unified:
+            devices.attach(self.paths["unified"], rules)
 
     def stats(self):
         """{"cpu": {...}, "memory": {...}, "pids": {...}} from whichever

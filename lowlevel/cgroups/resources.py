@@ -49,6 +49,11 @@ class Resources(Record):
         """True when any field for ``controller`` is set."""
         return any(getattr(self, f) is not None for f in _FIELDS[controller])
 
+    def only(self, controller):
+        """A copy with the fields of ``controller`` alone (so a caller can
+        tell which controller a failed write belonged to)."""
+        return Resources(**{f: getattr(self, f) for f in _FIELDS[controller]})
+
 
 _FIELDS = {
     "memory": ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness"),

@@ -6,4 +6,4 @@ raw syscall wrappers and HAS_* feature flags), and optionally LIBRARIES:
 the shared libraries it links (only seccomp: libseccomp).
 """
 
-MODULES = ["sched", "mount", "pidfd", "tty", "prctl", "misc", "seccomp"]
+MODULES = ["sched", "mount", "pidfd", "tty", "prctl", "misc", "bpf", "seccomp"]
