@@ -40,6 +40,7 @@ from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
 from . import io as _io
+from . import resources
 from .errors import CheckpointError, ContainerError, NotFound
 from .rootfs import cgroup_binds
 from .spec import load_bundle
@@ -314,14 +315,13 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
                     console_socket=None, options=None):
     """create(..., checkpoint=...): a CREATED container that restores on start."""
     from .container import Container
-    from .create import cgroup_path
     path = os.path.abspath(checkpoint_path)
     desc = read_checkpoint(path)
     store.create()
     try:
         state = {
             "id": store.id, "status": "created", "pid": 0, "start_time": 0,
-            "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": cgroup_path(spec, store.id),
+            "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": resources.cgroup_path(spec, store.id),
             "created": rfc3339_now(),
             "annotations": spec.annotations, "owner": "",
             "restore": {"path": path, "pid_file": pid_file, "console_socket": console_socket,
@@ -396,7 +396,6 @@ def restore(container):
         io = _io.IO.inherit() if info.get("inherit_io") else None
     work = info.get("work_path") or path
     cg = cgroups.Cgroup(st["cgroup"])
-    from .create import apply_device_rules, device_rules, to_cgroup_resources
     stdio = None
     criu_root = os.path.join(container._store.dir, "criu-root")
     mounted = False
@@ -405,8 +404,7 @@ def restore(container):
     result = {}
     try:
         cg.create()
-        cg.set_resources(to_cgroup_resources(spec.resources))
-        apply_device_rules(cg, device_rules(spec))
+        resources.apply(cg, spec.resources)
         # as runc: the mount points a create would have made (a fresh rootfs,
         # as podman's restore --import gives, lacks /etc/hosts ...)
         from .rootfs import StepError, make_restore_mountpoints

@@ -19,7 +19,7 @@ import time
 import runtime
 
 from . import spec as _spec
-from .errors import ContainerError, NotFound
+from .errors import ContainerError, InvalidState, NotFound
 from .status import Status
 
 # go-runc (containerd) reads the "commit: " and "spec: " lines by prefix;
@@ -446,8 +446,6 @@ def update_resources(args):
     (a flag given on the command line wins over the same JSON field)."""
     from .errors import InvalidSpec
     raw = _read_resources(args.resources) if args.resources else {}
-    # runc's update never changes device rules; neither does barerun
-    raw = {k: v for k, v in raw.items() if k != "devices"}
     try:
         res = _spec.parse_resources(raw, "resources")
     except InvalidSpec as exc:
@@ -473,18 +471,8 @@ def update_resources(args):
 
 
 def cmd_update(args):
-    from .create import to_cgroup_resources
-    from .status import require
     c = _load(args)
-    res = update_resources(args)
-    require(c.status(), "update", c.id)
-    cg = c.cgroup
-    if cg is None:
-        raise ContainerError(f"container {c.id}: update: the container has no cgroup")
-    try:
-        cg.set_resources(to_cgroup_resources(res))
-    except OSError as exc:
-        raise ContainerError(f"container {c.id}: update: {os_message(exc)}") from None
+    c.update(update_resources(args))
 
 
 # ---------------------------------------------------------------- events
@@ -541,15 +529,7 @@ def cmd_events(args):
     if status == Status.STOPPED:
         raise ContainerError(f"container {c.id}: container not running (status: stopped)")
     cg = c.cgroup
-    if cg is None:
-        raise ContainerError(f"container {c.id}: events: the container has no cgroup")
-
-    def stats():
-        try:
-            return cg.stats()
-        except OSError as exc:
-            raise ContainerError(f"container {c.id}: stats: {os_message(exc)}") from None
-
+    stats = c.stats
     try:
         if args.stats:
             _emit({"type": "stats", "id": c.id, "data": runc_stats(stats())})
@@ -562,9 +542,12 @@ def cmd_events(args):
         next_tick = time.monotonic() + interval
         while True:
             time.sleep(step)
-            if c.status() in (Status.STOPPED, Status.DELETED) or not cg.exists():
+            if c.status() in (Status.STOPPED, Status.DELETED) or not cg or not cg.exists():
                 return 0
-            raw = stats()
+            try:
+                raw = stats()
+            except InvalidState:    # stopped since the check above
+                return 0
             now_ooms = raw.get("memory", {}).get("oom_kill") or 0
             if now_ooms > ooms:
                 _emit({"type": "oom", "id": c.id})

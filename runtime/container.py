@@ -394,6 +394,43 @@ class Container:
             except OSError as exc:
                 raise ContainerError(f"container {self.id}: resume: {exc}") from None
 
+    # ------------------------------------------------------------ cgroup
+
+    def update(self, res):
+        """Change the container's limits: ``res`` is a LinuxResources
+        object (dict, as containerd's Update sends) or a parsed
+        spec.Resources.  Settings left out stay as they are; device rules,
+        when given, replace the container's (deny-all + them + the OCI
+        defaults; on v2 the new program is attached before the old one is
+        detached, so access never widens in between)."""
+        from . import resources
+        if isinstance(res, dict):
+            from .spec import parse_resources
+            res = parse_resources(res, "resources")
+        with self._store:
+            require(self.status(), "update", self.id)
+            cg = self._own_cgroup("update")
+            try:
+                resources.apply(cg, res, "resources", devices=bool(res.devices))
+            except ContainerError as exc:
+                raise ContainerError(f"container {self.id}: update: {exc}") from None
+
+    def stats(self):
+        """The cgroup's counters: {"cpu": {...}, "memory": {...}, "pids":
+        {...}} (see lowlevel.cgroups.Cgroup.stats)."""
+        require(self.status(), "stats", self.id)
+        cg = self._own_cgroup("stats")
+        try:
+            return cg.stats()
+        except OSError as exc:
+            raise ContainerError(f"container {self.id}: stats: {exc}") from None
+
+    def _own_cgroup(self, what):
+        cg = self.cgroup
+        if cg is None or not cg.exists():
+            raise ContainerError(f"container {self.id}: {what}: the container has no cgroup")
+        return cg
+
     # ------------------------------------------------------------ exec
 
     def exec(self, opts, **kwargs):

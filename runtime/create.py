@@ -27,6 +27,7 @@ from lowlevel import pidfd as P
 from lowlevel._record import Record
 
 from . import io as _io
+from . import resources
 from . import seccomp as _seccomp
 from .errors import ChildError, ContainerError, InvalidSpec
 from .init import run_init
@@ -59,53 +60,6 @@ class InitPlan(Record):
     _defaults = {"preserve_fds": 0, "console": None, "close_fds": (),
                  "joined_unified": False, "seccomp": None}
     __slots__ = _fields
-
-
-def cgroup_path(spec, cid):
-    return spec.cgroups_path or f"barerun/{cid}"
-
-
-def to_cgroup_resources(res):
-    return cgroups.Resources(
-        memory_limit=res.memory_limit, memory_reservation=res.memory_reservation,
-        memory_swap=res.memory_swap, memory_swappiness=res.memory_swappiness,
-        cpu_shares=res.cpu_shares, cpu_quota=res.cpu_quota, cpu_period=res.cpu_period,
-        cpuset_cpus=res.cpuset_cpus, cpuset_mems=res.cpuset_mems, pids_limit=res.pids_limit)
-
-
-# What every container may use whatever its spec says, as runc allows:
-# mknod of any node (access is what is checked), and the OCI default devices.
-DEFAULT_DEVICE_RULES = (
-    (True, "c", None, None, "m"), (True, "b", None, None, "m"),
-    (True, "c", 1, 3, "rwm"), (True, "c", 1, 5, "rwm"), (True, "c", 1, 7, "rwm"),
-    (True, "c", 1, 8, "rwm"), (True, "c", 1, 9, "rwm"), (True, "c", 5, 0, "rwm"),
-    (True, "c", 5, 1, "rwm"), (True, "c", 5, 2, "rwm"), (True, "c", 136, None, "rwm"),
-    (True, "c", 10, 200, "rwm"),
-)
-
-
-def device_rules(spec):
-    """Deny everything, then linux.resources.devices in order, then the OCI
-    default devices.  No rules in the spec means deny-all plus the
-    defaults, never "everything allowed".  A node listed in linux.devices
-    gets no rule of its own: it is made in /dev, and the rules alone say
-    whether it may be used (a spec that denies it keeps it denied)."""
-    return [(False, "a", None, None, "rwm"), *spec.resources.devices, *DEFAULT_DEVICE_RULES]
-
-
-def apply_device_rules(cg, rules):
-    """The device rules on a v1 devices hierarchy (devices.deny/allow
-    files, applied in order).  cgroup v2 needs a BPF program: not done."""
-    path = cg.paths.get("devices")
-    if not path or not rules:
-        return
-    from lowlevel.cgroups import _fs
-    for allow, kind, major, minor, access in rules:
-        rule = f"{kind} {'*' if major in (None, -1) else major}:" \
-               f"{'*' if minor in (None, -1) else minor} {access}"
-        if kind == "a":
-            rule = "a"
-        _fs.write(os.path.join(path, "devices.allow" if allow else "devices.deny"), rule)
 
 
 def check_joined_sysctl_namespaces(spec):
@@ -262,7 +216,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
     r = w = None
     try:
         store.lock()
-        cgpath = cgroup_path(spec, cid)
+        cgpath = resources.cgroup_path(spec, cid)
         state = {
             "id": cid, "status": "creating", "pid": 0, "start_time": 0,
             "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": cgpath,
@@ -275,12 +229,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         store.write(state)
         cg = cgroups.Cgroup(cgpath)
         cg.create()
-        cres = to_cgroup_resources(spec.resources)
-        try:
-            cg.set_resources(cres)
-            apply_device_rules(cg, device_rules(spec))
-        except OSError as exc:
-            raise InvalidSpec("linux.resources", exc.strerror or str(exc)) from None
+        resources.apply(cg, spec.resources)
         os.mkfifo(store.fifo_path, 0o600)
         chan = None
         if spec.process.terminal:

@@ -420,7 +420,12 @@ def parse_resources(r, fld):
         access = _get(d, "access", str, df + ".access", "rwm")
         if not access or set(access) - set("rwm"):
             raise InvalidSpec(df + ".access", f"must be made of r, w and m, not {access!r}")
-        res.devices.append((allow, kind, d.get("major"), d.get("minor"), access))
+        major = _get(d, "major", int, df + ".major")
+        minor = _get(d, "minor", int, df + ".minor")
+        for name, v in (("major", major), ("minor", minor)):
+            if v is not None and not -1 <= v <= 0x7fffffff:
+                raise InvalidSpec(f"{df}.{name}", f"must be -1 (any) to 2147483647, not {v}")
+        res.devices.append((allow, kind, major, minor, access))
     for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
         if r.get(key):
             raise InvalidSpec(f"{fld}.{key}", "not supported by barerun")

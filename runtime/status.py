@@ -37,6 +37,7 @@ ALLOWED = {
     "delete": {Status.CREATED, Status.STOPPED},
     "delete_force": {Status.CREATED, Status.RUNNING, Status.PAUSED, Status.STOPPED},
     "update": {Status.CREATED, Status.RUNNING, Status.PAUSED},
+    "stats": {Status.CREATED, Status.RUNNING, Status.PAUSED},
     "pty": {Status.CREATED, Status.RUNNING, Status.PAUSED},
 }
 
