@@ -193,6 +193,9 @@ def test_sysctl_without_its_namespace_is_refused(run):
 
 
 # ------------------------------------------------------------ devices
+# On this hybrid host both the v1 devices files and the BPF program on the
+# unified cgroup enforce the rules; test_cli_escapes.py runs the same
+# attacks in a pure cgroup v2 view, where the BPF program alone does.
 
 
 @pytest.fixture
@@ -212,14 +215,7 @@ def loop_disk(tmp_path):
         subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
-def _need_v1_devices():
-    layout = cgroups.detect()
-    if "devices" not in layout.v1:
-        pytest.skip(f"no v1 devices controller (cgroups {layout.mode}); "
-                    "the v2 BPF device filter is not built yet")
-
-
-def _with_disk_node(rdev, rules):
+def with_disk_node(rdev, rules):
     def m(spec):
         spec["linux"]["devices"] = [{"path": "/dev/hostdisk", "type": "b",
                                      "major": os.major(rdev), "minor": os.minor(rdev),
@@ -235,9 +231,8 @@ def _with_disk_node(rdev, rules):
 def test_a_listed_device_is_not_readable_unless_allowed(sh, loop_disk, rules):
     """linux.devices lists the disk; the rules deny it (or say nothing,
     which must mean deny): reading it must fail with EPERM."""
-    _need_v1_devices()
     dev, rdev = loop_disk
-    status, out, err = sh("head -c 17 /dev/hostdisk", _with_disk_node(rdev, rules))
+    status, out, err = sh("head -c 17 /dev/hostdisk", with_disk_node(rdev, rules))
     assert "BARERUN-HOST-DISK" not in out, "the container read the host disk"
     assert status != 0 and os.strerror(errno.EPERM) in err, (status, out, err)
 
@@ -245,7 +240,6 @@ def test_a_listed_device_is_not_readable_unless_allowed(sh, loop_disk, rules):
 def test_mknod_of_a_host_disk_is_not_readable(sh, loop_disk):
     """CAP_MKNOD (containerd's and Docker's default) and no rule for the
     disk: the node can be made, but not read."""
-    _need_v1_devices()
     dev, rdev = loop_disk
 
     def m(spec):
@@ -262,12 +256,11 @@ def test_mknod_of_a_host_disk_is_not_readable(sh, loop_disk):
 
 def test_an_allowed_device_is_readable(sh, loop_disk):
     """The check above can fail: with an allow rule the disk is read."""
-    _need_v1_devices()
     dev, rdev = loop_disk
     rules = [{"allow": False, "access": "rwm"},
              {"allow": True, "type": "b", "major": os.major(rdev), "minor": os.minor(rdev),
               "access": "r"}]
-    status, out, err = sh("head -c 17 /dev/hostdisk", _with_disk_node(rdev, rules))
+    status, out, err = sh("head -c 17 /dev/hostdisk", with_disk_node(rdev, rules))
     assert (status, out) == (0, "BARERUN-HOST-DISK"), err
 
 
@@ -328,3 +321,57 @@ def test_rro_makes_submounts_read_only_too(sh, tmp_path):
         assert "top=1" in out and "sub=1" in out, (out, err)
     finally:
         subprocess.run(["umount", "-l", str(sub)], check=False)
+
+
+def test_update_replaces_the_device_rules(create, loop_disk):
+    """`update` with new device rules takes effect in a running container:
+    allowed, the disk is read; denied by an update, it is not, and the
+    unified cgroup holds one device program (the old one was detached
+    after the new one was attached)."""
+    _dev, rdev = loop_disk
+    allow = [{"allow": False, "access": "rwm"},
+             {"allow": True, "type": "b", "major": os.major(rdev), "minor": os.minor(rdev),
+              "access": "r"}]
+    o = create(["sleep", "60"], with_disk_node(rdev, allow))
+    c = o.c
+    c.start()
+
+    def read_disk(tag):
+        out, err = f"{o.stdout_path}.{tag}", f"{o.stdout_path}.{tag}.err"
+        spec = {"args": ["head", "-c", "17", "/dev/hostdisk"], "cwd": "/",
+                "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+        p = c.exec(runtime.ExecOpts(spec=json.dumps(spec).encode(),
+                                    io=runtime.IO(stdout=out, stderr=err)))
+        status = p.wait(timeout=10)
+        with open(out) as f, open(err) as e:
+            return status, f.read(), e.read()
+
+    try:
+        assert read_disk("before")[:2] == (0, "BARERUN-HOST-DISK")
+        c.update({"devices": [{"allow": False, "access": "rwm"}]})
+        status, out, err = read_disk("after")
+        assert "BARERUN-HOST-DISK" not in out, "update left the disk readable"
+        assert status != 0 and os.strerror(errno.EPERM) in err, (status, out, err)
+        layout = cgroups.detect()
+        if layout.unified:
+            from lowlevel.cgroups import devices
+            path = c.cgroup.paths["unified"]
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                assert len(devices.attached(fd, path)) == 1
+            finally:
+                os.close(fd)
+    finally:
+        c.delete(force=True)
+
+
+def test_update_and_stats_need_a_live_container(create):
+    o = create(["true"])
+    c = o.c
+    c.start()
+    c.wait(timeout=10)
+    for op in (lambda: c.update({"pids": {"limit": 10}}), c.stats):
+        with pytest.raises(runtime.InvalidState) as ei:
+            op()
+        assert c.id in str(ei.value)
+    c.delete()
