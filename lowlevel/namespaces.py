@@ -6,6 +6,7 @@ A namespace type is named as in OCI and /proc/<pid>/ns: "mnt" (also
 
 import errno
 import os
+import sys
 import threading
 from collections import namedtuple
 
@@ -160,20 +161,35 @@ def namespaces_of(pid):
     return out
 
 
-def fork(cgroup_fd=None):
+def fork(cgroup_fd=None, sibling=False):
     """os.fork(), but through clone3 so that with ``cgroup_fd`` (an fd of a
     cgroup v2 directory) the child starts in that cgroup (CLONE_INTO_CGROUP):
     no later cgroup.procs write, which on this kernel waits for an RCU grace
     period (~5 ms).  Python runs normally in the child, as after os.fork.
+
+    With ``sibling`` (CLONE_PARENT) the child is this process's parent's
+    child, not its own.  That is for a forked child with one thread, which
+    hands the new process over and exits: Python's at-fork handlers
+    (~0.4 ms, run already when this process was forked) are not run again.
+
     Returns (pid, joined): ``joined`` is False when the kernel refused
-    clone3 and a plain fork() was made instead."""
+    clone3 and a plain clone was made instead."""
     used = ffi.new("int *", 0)
-    trace("clone3", flags=["CLONE_INTO_CGROUP"] if cgroup_fd is not None else [],
-          cgroup_fd=cgroup_fd)
-    pid = lib.barerun_fork(-1 if cgroup_fd is None else cgroup_fd, used)
+    flags = (["CLONE_INTO_CGROUP"] if cgroup_fd is not None else []) + (
+        ["CLONE_PARENT"] if sibling else [])
+    trace("clone3", flags=flags, cgroup_fd=cgroup_fd)
+    if sibling and _threads() != 1:
+        raise ValueError("fork(sibling=True) is for a process with one thread")
+    pid = lib.barerun_fork(-1 if cgroup_fd is None else cgroup_fd,
+                           lib.CLONE_PARENT if sibling else 0, int(sibling), used)
     if pid == -1:
         raise error(ffi.errno, f"clone3 (fork) into cgroup fd {cgroup_fd}")
     return pid, bool(used[0])
+
+
+def _threads():
+    threading = sys.modules.get("threading")
+    return 1 if threading is None else threading.active_count()
 
 
 def _cstrings(items):

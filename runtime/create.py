@@ -126,7 +126,7 @@ def fork_init(plan):
     return pid
 
 
-def read_report(fd, pid, until_exec=False, program=None):
+def read_report(fd, pid, until_exec=False, program=None, seen=None):
     """Read the child's report: returns when it is ready, raises ChildError.
 
     The report pipe carries JSON lines: {"log": ...} (the child's trace,
@@ -134,7 +134,8 @@ def read_report(fd, pid, until_exec=False, program=None):
     stdio), then {"ready": true} or {"error": {...}}.  With ``until_exec``
     (exec'd processes) "ready" is not the end: the pipe is close-on-exec,
     so EOF after "ready" means execve succeeded, and {"exec_errno": N}
-    after it is the failed execve (from the exec stub)."""
+    after it is the failed execve (from the exec stub).  A {"pid": N}
+    record (the exec helper's child) goes into ``seen``."""
     import json
     buf = b""
     ready = False
@@ -151,6 +152,8 @@ def read_report(fd, pid, until_exec=False, program=None):
             msg = json.loads(line)
             if "log" in msg:
                 _child_log(pid, msg)
+            elif "pid" in msg and seen is not None:
+                seen["pid"] = msg["pid"]
             elif msg.get("ready"):
                 ready = True
                 if not until_exec:
@@ -167,12 +170,14 @@ def read_report(fd, pid, until_exec=False, program=None):
     if ready:
         return
     # EOF without a word: the child died
+    pid = (seen or {}).get("pid", pid)
     try:
         _, status = os.waitpid(pid, 0)
         how = (f"exit status {os.waitstatus_to_exitcode(status)}")
     except ChildProcessError:
         how = "unknown status"
-    raise ChildError("init", f"the init process (pid {pid}) died before it was ready ({how})")
+    what = "the exec'd process" if until_exec else "the init process"
+    raise ChildError("init", f"{what} (pid {pid}) died before it was ready ({how})")
 
 
 def _child_log(pid, msg):

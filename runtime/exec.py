@@ -1,13 +1,18 @@
 """exec: a new process inside a running container's namespaces and cgroup.
 
-Parent side: the container's pid namespace is entered for children only
-(setns on the init's pidfd with CLONE_NEWPID), so the fork lands in it and
-stays this process's child; the parent goes back at once.  Child side:
-non-dumpable -> join the cgroup -> setns(pidfd, mnt|uts|ipc|net|cgroup) in
-one call (one setns per namespace on older kernels) -> the process spec
-(rlimits, [seccomp], user, capabilities, no_new_privs) -> [seccomp with
-no_new_privs] -> "ready" -> execve.  The seccomp filter is the container's
-(linux.seccomp of its config.json, kept in its state), as with runc.
+Two children.  The first is forked into the container's cgroup (clone3
+CLONE_INTO_CGROUP) but stays in the host's pid namespace, where no
+container process can see it: non-dumpable -> close every inherited fd ->
+join the cgroup (v1 hierarchies) -> connect the console socket ->
+setns(pidfd, mnt|uts|ipc|net|cgroup|pid) in one call (one setns per
+namespace on older kernels; pid applies to its children) -> fork the
+second with CLONE_PARENT, so that it is this process's own child ->
+report its pid -> exit.  The second is born in the container's pid
+namespace with the container's root and cwd and no host fd: its session
+and console -> the process spec (rlimits, [seccomp], user, capabilities,
+no_new_privs) -> [seccomp with no_new_privs] -> "ready" -> execve through
+the sealed stub.  The seccomp filter is the container's (linux.seccomp of
+its config.json, kept in its state), as with runc.
 """
 
 import json
@@ -131,14 +136,10 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
             stdio = _io.open_stdio(opts.io)
         r, w = os.pipe2(os.O_CLOEXEC)
         stub = execstub.stub_fd()
-        new_pidns = theirs.get("pid") != own.get("pid")
+        if theirs.get("pid") != own.get("pid"):
+            names.append("pid")
         cg = container.cgroup
         cgfd = cg.open_unified_fd() if cg is not None and cg.exists() else None
-        if new_pidns:
-            from .create import own_pidns_fd
-            own_pidns_fd()  # opened before leaving our pid namespace for children
-            N.setns(pidfd, N.FLAGS["pid"])
-        pid = -1
         try:
             # clone3 + CLONE_INTO_CGROUP: born in the container's v2 cgroup
             pid, joined = N.fork(cgfd)
@@ -146,28 +147,28 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
                 _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan,
                        joined, sfilter=sfilter, stub=stub)
         finally:
-            if new_pidns and pid != 0:
-                from .create import own_pidns_fd
-                N.setns(own_pidns_fd(), N.FLAGS["pid"])
-            if cgfd is not None and pid != 0:
+            if cgfd is not None:
                 os.close(cgfd)
         os.close(w)
         w = None
         stdio.close_child_side()
         if chan is not None:
             chan.after_fork()
-        child_fd = P.pidfd_open(pid)
         from .create import read_report
+        seen = {}
         try:
-            read_report(r, pid, until_exec=True, program=proc.args[0])
+            read_report(r, pid, until_exec=True, program=proc.args[0], seen=seen)
         except BaseException:
-            try:
-                os.kill(pid, _signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-            os.close(child_fd)
+            for p in (seen.get("pid"), pid):
+                if p:
+                    _kill_and_reap(p)
             raise
+        _reap_helper(pid)
+        if "pid" not in seen:
+            raise ContainerError("exec: the helper process died before it reported "
+                                 "the exec'd process's pid")
+        pid = seen["pid"]
+        child_fd = P.pidfd_open(pid)
         if pid_file:
             from .create import write_pid_file
             write_pid_file(pid_file, pid)
@@ -194,11 +195,37 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
                 os.close(fd)
 
 
+def _kill_and_reap(pid):
+    try:
+        os.kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
+def _reap_helper(pid):
+    """The first child exits once it has forked the process and reported
+    its pid; collect it."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
            joined_unified=False, sfilter=None, stub=-1):
-    """In the forked child: never returns."""
-    from .init import (Fail, begin_child, child_console, environ, find_executable,
-                       prepare_process, report, report_failure)
+    """In the forked child, still in the host's pid namespace, where no
+    container process can see it: join the cgroup and every namespace
+    (the pid namespace for its child), close each host fd, then fork the
+    process that will exec as the parent's own child (CLONE_PARENT), and
+    report that child's pid.  Never returns.
+
+    So the first instant anything of this exec exists in the container's
+    pid namespace, it already has the container's root and cwd and holds
+    no host directory fd: a container process with CAP_SYS_PTRACE that
+    attaches to it, or reads its /proc/<pid>/root and fd/, finds nothing
+    of the host (the ptrace variant of the CVE-2024-21626 class)."""
+    from .init import Fail, begin_child, report, report_failure
     try:
         os.close(r)
         _io.set_child_stdio(stdio)
@@ -215,6 +242,24 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
             except OSError as exc:
                 raise Fail("setns", exc, f"/proc/{init_pid}/ns") from None
         os.close(pidfd)
+        pid, _ = N.fork(sibling=True)
+        if pid == 0:
+            _grandchild(w, proc, sock, sfilter, stub)
+        report(w, pid=pid)
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - report anything, never a traceback
+        report_failure(w, e, "exec")
+    os._exit(127)
+
+
+def _grandchild(w, proc, sock, sfilter, stub):
+    """The exec'd process, born in the container's pid namespace: its
+    session and console, the process spec, then execve.  Never returns."""
+    from .init import Fail, child_console, environ, find_executable, prepare_process
+    from .init import report, report_failure, stop_point
+    try:
+        stop_point("exec-in-pidns")
+        os.setsid()
         console_fd = child_console(sock, proc.console_size)
         _io.reopen_null()
         prepare_process(proc, console_fd, sfilter)

@@ -4,12 +4,14 @@ CLONE_INTO_CGROUP was fd 7 in `run`'s init and fd 6 in `exec`'s child)."""
 
 import errno
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.runtime.test_cli import BARERUN, cli, cli_rootfs, subreaper  # noqa: F401 - fixtures
+from tests.runtime.test_cli import BARERUN, cgroups_of, cli, cli_rootfs, subreaper  # noqa: F401 - fixtures
 from tests.security.test_escapes import loop_disk, with_disk_node  # noqa: F401 - fixture
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -101,3 +103,102 @@ def test_v2_an_allowed_device_is_readable(cli, v2_barerun, loop_disk):
     b = cli.bundle(["head", "-c", "17", "/dev/hostdisk"], with_disk_node(rdev, rules))
     r = cli("run", "--bundle", b, cli.new_id(), exe=v2_barerun)
     assert (r.rc, r.out) == (0, "BARERUN-HOST-DISK"), r.err
+
+
+# ------------------------------------- a CAP_SYS_PTRACE container, during exec
+
+# The init waits for the go file, then looks at every other process it can
+# see, as an attacker with CAP_SYS_PTRACE would: the root, cwd and each
+# directory fd of its /proc/<pid>, followed (physically: cd -P) up with
+# ".." to see whether it reaches the host's /.
+WATCHER = r"""
+while [ ! -e /mnt/go ]; do sleep 0.02; done
+for p in /proc/[0-9]*; do
+  n=${p#/proc/}
+  [ "$n" = "$$" ] || [ "$n" = 1 ] && continue
+  for d in $p/root $p/cwd $p/fd/*; do
+    [ -d "$d" ] || continue
+    echo "$d $(cd -P "$d/../../../../../../../../.." 2>/dev/null && stat -c '%d %i' .)"
+  done
+done
+echo done
+exec sleep 60
+"""
+
+
+def _stopped_in(cid, timeout=10.0):
+    """The host pid of a stopped (state T) process in the container's
+    cgroup: the exec'd process at its stop point."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for d in cgroups_of(cid):
+            try:
+                pids = open(os.path.join(d, "cgroup.procs")).read().split()
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    stat = open(f"/proc/{pid}/stat").read()
+                except OSError:
+                    continue
+                if stat.rsplit(")", 1)[1].split()[0] == "T":
+                    return int(pid)
+        time.sleep(0.02)
+    raise AssertionError(f"no stopped exec'd process in {cid}'s cgroup")
+
+
+def test_exec_holds_nothing_of_the_host_when_it_enters_the_pid_namespace(cli, tmp_path):
+    """A container process with CAP_SYS_PTRACE looks at the exec'd process
+    at its first step in the container's pid namespace (stopped there):
+    neither its root, its cwd nor any directory fd may lead to the host's
+    /, and the host's pid namespace fd must not be among its fds."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+
+    def m(spec):
+        spec["process"]["capabilities"] = {
+            k: ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH"]
+            for k in ("bounding", "effective", "permitted")}
+        spec["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(shared),
+                               "options": ["rbind", "rw"]})
+    cid = cli.new_id()
+    b = cli.bundle(["sh", "-c", WATCHER], m)
+    p, out, err = cli.spawn("run", "--bundle", b, cid)
+    try:
+        deadline = time.monotonic() + 10
+        while cli("state", cid).rc != 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cli.wait_status(cid, "running")
+        e, _eo, ee = cli.spawn("exec", cid, "true",
+                               env=dict(os.environ, BARERUN_STOP_AT="exec-in-pidns"))
+        pid = None
+        try:
+            pid = _stopped_in(cid)
+            host_pidns = os.stat("/proc/self/ns/pid")
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+                assert (st.st_dev, st.st_ino) != (host_pidns.st_dev, host_pidns.st_ino), \
+                    f"the exec'd process holds the host's pid namespace as fd {fd}"
+            (shared / "go").write_text("")
+            deadline = time.monotonic() + 20
+            while "done" not in open(out).read() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
+            else:
+                e.kill()
+            e.wait(timeout=20)
+        assert e.returncode == 0, open(ee).read()
+    finally:
+        cli("kill", cid, "KILL")
+        p.wait(timeout=20)
+    text = open(out).read()
+    assert "\ndone\n" in text, (text, open(err).read())
+    lines = text.split("\ndone\n")[0].splitlines()
+    assert any(ln.startswith("/proc/") and "/root " in ln for ln in lines), \
+        f"the watcher saw no other process: {text!r}"
+    st = os.stat("/")
+    host = f"{st.st_dev} {st.st_ino}"
+    reached = [ln for ln in lines if ln.endswith(" " + host)]
+    assert not reached, f"reached the host's / through: {reached}"
