@@ -9,16 +9,17 @@ The public API (containerd's original runtime Container interface)::
 Everything not exported here is private.
 """
 
-from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize, State,
+from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize,
                         list_containers, load)
 from .create import create as _create  # `create` below is the API
 from .errors import (AlreadyExists, CheckpointError, ChildError, ContainerError, InvalidId,
                      InvalidSpec, InvalidState, NotFound)
 from .io import IO
-from .status import Status
+from .status import State, Status
 from .store import DEFAULT_ROOT
+from .version import VERSION
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 # imported on first use: a CLI call that does not exec or checkpoint should
 # not pay for loading those modules

@@ -40,7 +40,7 @@ from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
 from . import io as _io
-from . import resources
+from . import launch, resources
 from .errors import CheckpointError, ContainerError, NotFound
 from .rootfs import cgroup_binds
 from .spec import load_bundle
@@ -155,7 +155,13 @@ def _unix_socket_inodes(pids):
 
 
 def checkpoint(container, opts):
-    """Dump ``container`` into opts.path; see the module docstring."""
+    """Dump ``container`` into opts.path; see the module docstring.  The
+    whole dump runs under the container lock, the status check included."""
+    with container.locked():
+        _checkpoint(container, opts)
+
+
+def _checkpoint(container, opts):
     rpc = _criu._rpc()
     status = container.status()
     require(status, "checkpoint", container.id)
@@ -189,7 +195,7 @@ def checkpoint(container, opts):
         if m.bind:
             o.ext_mnt.add(key=m.destination, val=m.destination)
     # the container's own cgroup directories bound in (no cgroup namespace)
-    for dest, _src in cgroup_binds(spec, container._st.get("cgroup")):
+    for dest, _src in cgroup_binds(spec, container.record.get("cgroup")):
         o.ext_mnt.add(key=dest, val=dest)
     if opts.allow_unix_sockets:
         procs = cg.procs() if cg is not None and cg.exists() else [pid]
@@ -200,8 +206,7 @@ def checkpoint(container, opts):
     was_paused = status == Status.PAUSED
     started = time.time()
     try:
-        with container._store:
-            _criu.swrk(rpc.DUMP, o, criu_path=container.criu_path, pass_fds=(imgfd, workfd))
+        _criu.swrk(rpc.DUMP, o, criu_path=container.criu_path, pass_fds=(imgfd, workfd))
     except _criu.SwrkError as exc:
         if cg is not None and not was_paused:
             try:
@@ -217,21 +222,21 @@ def checkpoint(container, opts):
         os.close(workfd)
     desc = {
         "id": container.id, "bundle": container.bundle,
-        "created": container._st.get("created", ""),
+        "created": container.record.get("created", ""),
         "checkpointed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "barerun_version": _version(), "criu_version": _criu_version(container.criu_path),
         "options": {k: v for k, v in options.items() if k not in ("path", "work_path")},
         "descriptors": descriptors, "fds": extra, "terminal": spec.process.terminal,
         "external_unix": _external_unix(path) if opts.allow_unix_sockets else [],
-        "cgroup": container._st.get("cgroup"),
+        "cgroup": container.record.get("cgroup"),
     }
     write_file(os.path.join(path, DESCRIPTOR), json.dumps(desc, indent=1).encode())
     shutil.copyfile(os.path.join(container.bundle, "config.json"),
                     os.path.join(path, "config.json"))
     if opts.exit:
-        container._reap()
-        container._record_exit(container._exit_status if container._exit_status is not None
-                               else 128 + _signal.SIGKILL)
+        container.reap_init()
+        container.record_exit(container.exit_status if container.exit_status is not None
+                              else 128 + _signal.SIGKILL)
 
 
 def _external_unix(path):
@@ -284,8 +289,8 @@ def _failure(cid, what, exc, log_path, since=None):
 
 
 def _version():
-    from . import __version__
-    return __version__
+    from .version import VERSION
+    return VERSION
 
 
 def _criu_version(path):
@@ -311,10 +316,25 @@ def read_checkpoint(path):
     return desc
 
 
+class RestorePlan:
+    """What start() restores with, held from create(checkpoint=...) on: as
+    a plain create consumes the caller's fds at create time, so does this
+    one: the IO's fds (``io``) and fds 3..3+preserve_fds-1 (``fds``: the
+    fd number in the container -> our dup) are dup'd then (the caller may
+    close its own), used by start(), closed once restored or when the plan
+    goes (``held``: every dup still open)."""
+
+    def __init__(self):
+        self.io = None
+        self.fds = {}
+        self.held = []
+        weakref.finalize(self, _close_all, self.held)
+
+
 def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
                     console_socket=None, options=None):
-    """create(..., checkpoint=...): a CREATED container that restores on start."""
-    from .container import Container
+    """create(..., checkpoint=...): the state of a CREATED container that
+    restores on start, and its RestorePlan."""
     path = os.path.abspath(checkpoint_path)
     desc = read_checkpoint(path)
     store.create()
@@ -339,25 +359,20 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
     except BaseException:
         store.remove()
         raise
-    c = Container(store, state, spec=spec)
-    # as a plain create consumes the caller's fds at create time, so does
-    # this one: the IO fds and fds 3..3+preserve_fds-1 are dup'd now (the
-    # caller may close its own), used by start(), closed once restored
-    held = []
-    c._restore_io = _dup_io(io, held)
+    plan = RestorePlan()
     n = int((options or {}).get("preserve_fds") or 0)
-    c._restore_fds = {}
+    fd = None
     try:
+        plan.io = _dup_io(io, plan.held)
         for fd in range(3, 3 + n):
-            c._restore_fds[fd] = os.dup(fd)
-            held.append(c._restore_fds[fd])
+            plan.fds[fd] = os.dup(fd)
+            plan.held.append(plan.fds[fd])
     except OSError as exc:
-        _close_all(held)
+        _close_all(plan.held)
         store.remove()
-        raise ContainerError(f"create {store.id}: preserve fd {fd}: {exc.strerror}") from None
-    c._restore_held = held
-    c._restore_finalizer = weakref.finalize(c, _close_all, held)
-    return c
+        what = f"preserve fd {fd}" if fd is not None else "dup the IO fds"
+        raise ContainerError(f"create {store.id}: {what}: {exc.strerror}") from None
+    return state, plan
 
 
 def _dup_io(io, held):
@@ -385,19 +400,20 @@ def _close_all(fds):
 def restore(container):
     """start() of a container made from a checkpoint: CRIU restores it."""
     rpc = _criu._rpc()
-    st = container._st
+    st = container.record
+    plan = container.restore_plan
     info = st["restore"]
     path = info["path"]
     desc = read_checkpoint(path)
     spec = load_bundle(container.bundle)
     opts = info.get("options") or {}
-    io = getattr(container, "_restore_io", None)
+    io = plan.io if plan is not None else None
     if io is None:
         io = _io.IO.inherit() if info.get("inherit_io") else None
     work = info.get("work_path") or path
     cg = cgroups.Cgroup(st["cgroup"])
     stdio = None
-    criu_root = os.path.join(container._store.dir, "criu-root")
+    criu_root = os.path.join(container.state_dir, "criu-root")
     mounted = False
     imgfd = workfd = None
     log_path = os.path.join(work, "restore.log")
@@ -448,7 +464,7 @@ def restore(container):
         # preserve_fds: the new fds 3.. take the place of what the init held
         # there when it was dumped (an external unix socket or pipe)
         dumped = desc.get("fds") or {}
-        preserved = getattr(container, "_restore_fds", None)
+        preserved = plan.fds if plan is not None else None
         if preserved is None:  # start() in another process: its own fds
             n = int(opts.get("preserve_fds") or 0)
             preserved = {fd: fd for fd in range(3, 3 + n)}
@@ -519,7 +535,7 @@ def restore(container):
     if result.get("master") is not None:
         from .console import Relay
         result["console"] = Relay(result.pop("master"), io)
-    held = getattr(container, "_restore_held", None)
+    held = plan.held if plan is not None else None
     if held:
         # the dups of the caller's fds: the relays and CRIU have their own
         # now, except a console's stdin, which its thread dups when it runs
@@ -529,16 +545,14 @@ def restore(container):
         held[:] = [fd for fd in held if fd == keep]
     st.update(pid=pid, start_time=P.start_time(pid), status="running")
     st.pop("restore", None)
-    container._store.write(st)
+    container.save_record(st)
     if info.get("pid_file"):
-        from .create import write_pid_file
-        write_pid_file(info["pid_file"], pid)
-    container._child_pid = pid
-    container._stdio = stdio
+        launch.write_pid_file(info["pid_file"], pid)
     stdio.start()
-    if result.get("console") is not None:
-        container._console = result["console"]
-        container._console.start()
+    console = result.get("console")
+    if console is not None:
+        console.start()
+    container.attach_init(pid, stdio, console)
 
 
 def _undo_restore(cg, stdio, result):
@@ -547,6 +561,5 @@ def _undo_restore(cg, stdio, result):
     if stdio is not None:
         stdio.discard()
     if result.get("master") is not None:
-        _io._close(result.pop("master"))
-    from .create import discard_cgroup
-    discard_cgroup(cg)
+        _io.close_fd(result.pop("master"))
+    launch.discard_cgroup(cg)

@@ -169,7 +169,7 @@ def cmd_run(args):
 
 def state_json(c):
     st = c.state()
-    raw = c._st
+    raw = c.record
     return {
         "ociVersion": "1.0.2",
         "id": c.id,

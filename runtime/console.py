@@ -19,7 +19,7 @@ import threading
 from lowlevel import tty
 
 from . import io as _io
-from .io import _close
+from .io import close_fd
 
 
 class Channel:
@@ -134,4 +134,4 @@ class Relay:
                 t.join(timeout)
 
     def close(self):
-        _close(self.master)
+        close_fd(self.master)

@@ -16,17 +16,12 @@ from lowlevel import cgroups
 from lowlevel import pidfd as P
 
 from .errors import ContainerError, InvalidState, NotFound
-from .status import Status, require
+from .status import State, Status, require
 from .store import Store, list_ids
 
 
 class ContainerInfo(namedtuple("ContainerInfo", "id runtime spec")):
     """What containerd's Info returns: id, runtime name, config.json bytes."""
-    __slots__ = ()
-
-
-class State(namedtuple("State", "status pid")):
-    """status: a Status; pid: the init's host pid (0 when stopped)."""
     __slots__ = ()
 
 
@@ -55,14 +50,49 @@ def _signum(sig):
 class Container:
     """One container.  Made by runtime.create() or runtime.load()."""
 
-    def __init__(self, store, state, *, spec=None, child_pid=None, stdio=None):
+    def __init__(self, store, state, *, spec=None, restore_plan=None):
         self._store = store
         self._st = state
         self._spec = spec
-        self._child_pid = child_pid  # set when this process forked the init
-        self._stdio = stdio
-        self._exit_status = state.get("exit_status")
+        self._child_pid = None  # set when this process made the init
+        self._stdio = None
         self._console = None
+        self._exit_status = state.get("exit_status")
+        self._execs = {}  # pid -> exec.Process, those this object made
+        # create(checkpoint=...): what start() restores with (checkpoint.RestorePlan)
+        self.restore_plan = restore_plan
+
+    # ------------------------------------------------ for the runtime's modules
+
+    def attach_init(self, pid, stdio, console=None):
+        """The init this process made (create) or restored: its pid (this
+        process may reap it), stdio relays and console relay."""
+        self._child_pid = pid
+        self._stdio = stdio
+        self._console = console
+
+    @property
+    def record(self):
+        """state.json as last read (a dict; change it only under
+        ``locked()`` and ``save_record`` it)."""
+        return self._st
+
+    def save_record(self, state):
+        self._store.write(state)
+        self._st = state
+
+    def locked(self):
+        """The container lock, as a context manager (reentrant)."""
+        return self._store
+
+    @property
+    def state_dir(self):
+        return self._store.dir
+
+    @property
+    def exit_status(self):
+        """The init's exit status once this process collected it, else None."""
+        return self._exit_status
 
     # ------------------------------------------------------------ identity
 
@@ -156,7 +186,7 @@ class Container:
 
     # ------------------------------------------------------------ signals
 
-    def _init_pidfd(self):
+    def init_pidfd(self):
         """A pidfd for the init, checked to still be the same process."""
         pid = self.pid
         try:
@@ -172,13 +202,17 @@ class Container:
     def kill(self, signal, pid=0, all=False):
         """Signal the init (pid 0), one process of the container, or all."""
         sig = _signum(signal)
+        with self._store:
+            self._kill(sig, pid, all)
+
+    def _kill(self, sig, pid, all):
         status = self.status()
         require(status, "kill", self.id)
         if all:
             self.cgroup.kill_all(sig)
             return
         if pid in (0, self.pid):
-            fd = self._init_pidfd()
+            fd = self.init_pidfd()
             try:
                 P.send_signal(fd, sig, self.pid)
             finally:
@@ -191,7 +225,7 @@ class Container:
                 except OSError:
                     pass
             return
-        proc = self._exec_procs().get(pid)
+        proc = self._execs.get(pid)
         if proc is not None:
             proc.kill(sig)
             return
@@ -205,9 +239,6 @@ class Container:
             P.send_signal(fd, sig, pid)
         finally:
             os.close(fd)
-
-    def _exec_procs(self):
-        return getattr(self, "_execs", {})
 
     # ------------------------------------------------------------ wait
 
@@ -231,7 +262,7 @@ class Container:
             except OSError:
                 fd = None
         if fd is None:
-            self._reap()
+            self.reap_init()
             if self._exit_status is not None:
                 return self._exit_status
             self._reload()
@@ -256,7 +287,7 @@ class Container:
             self._console.join()
         if status != -1:
             self._exit_status = status
-            self._record_exit(status)
+            self.record_exit(status)
         return status
 
     def _wait_exit(self, fd, timeout):
@@ -270,8 +301,8 @@ class Container:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            execs = {p._pidfd: p for p in self._exec_procs().values()
-                     if p._exit_status is None and p._pidfd >= 0}
+            execs = {p.pidfd: p for p in self._execs.values()
+                     if p.exit_status is None and p.pidfd >= 0}
             if not execs:
                 return P.wait_exit(fd, left)
             poller = select.poll()
@@ -284,16 +315,17 @@ class Container:
             if any(efd == fd for efd, _ in events):
                 return True
             for efd, _ in events:
-                execs[efd]._reap()
+                execs[efd].reap()
 
     def _reap_execs(self):
-        for p in list(self._exec_procs().values()):
+        for p in list(self._execs.values()):
             try:
-                p._reap()
+                p.reap()
             except OSError:
                 pass
 
-    def _record_exit(self, status):
+    def record_exit(self, status):
+        """Write the init's exit status into state.json (status stopped)."""
         try:
             with self._store:
                 st = self._store.read()
@@ -316,7 +348,7 @@ class Container:
             cg = self.cgroup
             if status != Status.STOPPED or (cg is not None and cg.exists() and cg.procs()):
                 self._kill_everything(cg)
-            self._reap()
+            self.reap_init()
             if cg is not None:
                 try:
                     cg.remove()
@@ -343,11 +375,11 @@ class Container:
                 pass
             deadline = time.monotonic() + 5
             while cg.procs() and time.monotonic() < deadline:
-                self._reap(block=False)
+                self.reap_init(block=False)
                 self._reap_execs()
                 time.sleep(0.001)
 
-    def _reap(self, block=True):
+    def reap_init(self, block=True):
         """Collect the init's exit status if this process is its parent."""
         if self._child_pid is None or self._exit_status is not None:
             return
@@ -437,11 +469,10 @@ class Container:
         """Run another process (an OCI process spec in ``opts.spec``) in
         the container; returns a Process.  Refused unless RUNNING/CREATED."""
         from .exec import exec_process
-        require(self.status(), "exec", self.id)
-        p = exec_process(self, opts, **kwargs)
-        if not hasattr(self, "_execs"):
-            self._execs = {}
-        self._execs[p.pid] = p
+        with self._store:
+            require(self.status(), "exec", self.id)
+            p = exec_process(self, opts, **kwargs)
+            self._execs[p.pid] = p
         return p
 
     def pty(self, pid, size):
@@ -450,8 +481,8 @@ class Container:
         if pid in (0, self.pid):
             relay = self._console
         else:
-            p = self._exec_procs().get(pid)
-            relay = getattr(p, "_console", None)
+            p = self._execs.get(pid)
+            relay = p.console if p is not None else None
         if relay is None:
             raise NotFound(f"container {self.id}: process {pid or self.pid} has no terminal "
                            "held by this process")
@@ -473,7 +504,7 @@ class Container:
             if self._stdio is not None:
                 self._stdio.close_stdin()
             return
-        p = self._exec_procs().get(pid)
+        p = self._execs.get(pid)
         if p is None:
             raise NotFound(f"container {self.id}: no exec'd process {pid} owned by this process")
         p.close_stdin()
@@ -508,7 +539,7 @@ def list_containers(*, root=None):
             st = c.state()
         except ContainerError:
             continue
-        out.append(ContainerRecord(cid, st.pid, st.status, c.bundle, c._st.get("created", "")))
+        out.append(ContainerRecord(cid, st.pid, st.status, c.bundle, c.record.get("created", "")))
     return out
 
 

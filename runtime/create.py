@@ -18,7 +18,6 @@ Any failure undoes everything made so far: nothing is left behind.
 """
 
 import os
-import signal
 
 from lowlevel import cgroups
 from lowlevel import execstub
@@ -27,27 +26,19 @@ from lowlevel import pidfd as P
 from lowlevel._record import Record
 
 from . import io as _io
-from . import resources
+from . import launch, resources
 from . import seccomp as _seccomp
-from .errors import ChildError, ContainerError, InvalidSpec
+from .container import Container
+from .errors import ContainerError, InvalidSpec
 from .init import run_init
 from .spec import load_bundle, sysctl_namespace
-from .store import Store, rfc3339_now, write_file
-
-_own_pidns = None
-
-
-def own_pidns_fd():
-    global _own_pidns
-    if _own_pidns is None:
-        _own_pidns = N.open_ns("self", "pid")
-    return _own_pidns
+from .store import Store, rfc3339_now
 
 
 class InitPlan(Record):
     """What the forked init needs: everything decided before the fork.
 
-    spec, process, report_fd (the child's end of the report pipe),
+    spec, process, report_fd (the child's end of the sync channel),
     fifo_path (start waits on it), cgroup, stdio (fds for 0, 1, 2);
     preserve_fds, console (console.Channel when
     process.terminal), close_fds (parent-only fds to close first: the state
@@ -83,129 +74,36 @@ def check_joined_sysctl_namespaces(spec):
 
 
 def fork_init(plan):
-    """Fork the container's init; returns its host pid.
-
-    The new pid namespace (or the one named by path) is entered by the
-    parent for its children only (pid_for_children), so the fork lands in
-    it; the parent then returns to its own.
-    """
+    """Fork the container's init (init.run_init in the child); returns its
+    host pid.  A new pid namespace, or the one named by path, is entered
+    for the child only (launch.fork)."""
     ns = plan.spec.namespaces
-    switched = False
-    if "pid" in ns:
-        if ns["pid"]:
-            fd = os.open(ns["pid"], os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                own_pidns_fd()
-                N.setns(fd, N.FLAGS["pid"])
-            except OSError as exc:
-                raise InvalidSpec("linux.namespaces", f"join pid namespace {ns['pid']}: {exc}") from None
-            finally:
-                os.close(fd)
-        else:
-            own_pidns_fd()
-            N.unshare(N.FLAGS["pid"])
-        switched = True
-    cgfd = None
-    pid = -1
-    if plan.cgroup is not None:
-        cgfd = plan.cgroup.open_unified_fd()
-    try:
-        # clone3 with CLONE_INTO_CGROUP: the child starts in its v2 cgroup
-        pid, plan.joined_unified = N.fork(cgfd)
-        if pid == 0:
-            for fd in plan.close_fds:
-                os.close(fd)  # a held flock would outlive the parent
-            _io.set_child_stdio(plan.stdio)
-            run_init(plan)  # never returns
-            os._exit(1)
-    finally:
-        if switched and pid != 0:
-            N.setns(own_pidns_fd(), N.FLAGS["pid"])
-        if cgfd is not None and pid != 0:
-            os.close(cgfd)
+
+    def child(joined):
+        plan.joined_unified = joined
+        for fd in plan.close_fds:
+            os.close(fd)  # a held flock would outlive the parent
+        _io.set_child_stdio(plan.stdio)
+        run_init(plan)
+
+    pidns = (ns["pid"] or "") if "pid" in ns else None  # "": a new one
+    pid, plan.joined_unified = launch.fork(child, cgroup=plan.cgroup, pidns=pidns)
     return pid
-
-
-def read_report(fd, pid, until_exec=False, program=None, seen=None):
-    """Read the child's report: returns when it is ready, raises ChildError.
-
-    The report pipe carries JSON lines: {"log": ...} (the child's trace,
-    re-emitted here under the child's pid, never on the container's
-    stdio), then {"ready": true} or {"error": {...}}.  With ``until_exec``
-    (exec'd processes) "ready" is not the end: the pipe is close-on-exec,
-    so EOF after "ready" means execve succeeded, and {"exec_errno": N}
-    after it is the failed execve (from the exec stub).  A {"pid": N}
-    record (the exec helper's child) goes into ``seen``."""
-    import json
-    buf = b""
-    ready = False
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except InterruptedError:  # pragma: no cover
-            continue
-        if not chunk:
-            break
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            msg = json.loads(line)
-            if "log" in msg:
-                _child_log(pid, msg)
-            elif "pid" in msg and seen is not None:
-                seen["pid"] = msg["pid"]
-            elif msg.get("ready"):
-                ready = True
-                if not until_exec:
-                    return
-            elif "exec_errno" in msg:
-                err = msg["exec_errno"]
-                raise ChildError("exec", f"{program!r}: {os.strerror(err)}", err, program)
-            elif "error" in msg:
-                e = msg["error"]
-                text = e["message"]
-                if e.get("path") and e["path"] not in text:
-                    text = f"{e['path']}: {text}"
-                raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
-    if ready:
-        return
-    # EOF without a word: the child died
-    pid = (seen or {}).get("pid", pid)
-    try:
-        _, status = os.waitpid(pid, 0)
-        how = (f"exit status {os.waitstatus_to_exitcode(status)}")
-    except ChildProcessError:
-        how = "unknown status"
-    what = "the exec'd process" if until_exec else "the init process"
-    raise ChildError("init", f"{what} (pid {pid}) died before it was ready ({how})")
-
-
-def _child_log(pid, msg):
-    """A log record the child sent over the report pipe, handled by this
-    process's loggers as the child's own (its pid, its logger name)."""
-    import logging
-    level = msg.get("level", logging.DEBUG)
-    record = logging.makeLogRecord({
-        "name": msg.get("logger", "barerun"), "levelno": level,
-        "levelname": logging.getLevelName(level), "msg": msg["log"], "process": pid})
-    logger = logging.getLogger(record.name)
-    if logger.isEnabledFor(level):
-        logger.handle(record)
 
 
 def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
            preserve_fds=0, console_socket=None, restore_options=None):
     """Create container ``cid`` from ``bundle``; see runtime.create."""
-    from .container import Container
     store = Store(root, cid)
     spec = load_bundle(bundle)
     if checkpoint is not None:
-        from .checkpoint import prepare_restore
+        from .checkpoint import prepare_restore  # not loaded by a plain create
         opts = dict(restore_options or {})
         if preserve_fds and "preserve_fds" not in opts:
             opts["preserve_fds"] = preserve_fds
-        return prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
-                               console_socket=console_socket, options=opts)
+        state, plan = prepare_restore(store, spec, checkpoint, io=io, pid_file=pid_file,
+                                      console_socket=console_socket, options=opts)
+        return Container(store, state, spec=spec, restore_plan=plan)
     if spec.process.terminal and console_socket is None and (
             io is None or getattr(io, "stdin", None) == "inherit"):
         raise InvalidSpec("process.terminal", "a terminal needs a --console-socket "
@@ -218,7 +116,7 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
     cg = None
     pid = None
     stdio = None
-    r = w = None
+    sync = None
     try:
         store.lock()
         cgpath = resources.cgroup_path(spec, cid)
@@ -243,32 +141,25 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             stdio = _io.open_stdio(None)
         else:
             stdio = _io.open_stdio(io)
-        r, w = os.pipe2(os.O_CLOEXEC)
-        plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=w,
+        sync = launch.Channel()
+        plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=sync.child,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
-                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, r),
+                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, sync.parent),
                         seccomp=sfilter, stub_fd=execstub.stub_fd())
         pid = fork_init(plan)
-        os.close(w)
-        w = None
+        sync.close_child_end()
         stdio.close_child_side()
         if chan is not None:
             chan.after_fork()
-        read_report(r, pid)
-        console = None
-        if chan is not None:
-            master = chan.receive_master()
-            if master is not None:
-                from .console import Relay
-                console = Relay(master, io)
-                console.start()
+        sync.serve(pid)
+        console = launch.start_console(chan, io)
         state.update(status="created", pid=pid, start_time=P.start_time(pid))
         store.write(state)
         if pid_file:
-            write_pid_file(pid_file, pid)
+            launch.write_pid_file(pid_file, pid)
         stdio.start()
-        c = Container(store, state, spec=spec, child_pid=pid, stdio=stdio)
-        c._console = console
+        c = Container(store, state, spec=spec)
+        c.attach_init(pid, stdio, console)
         store.unlock()
         return c
     except BaseException as exc:
@@ -277,46 +168,17 @@ def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
             raise ContainerError(f"create {cid}: {exc}") from None
         raise
     finally:
-        for fd in (r, w):
-            if fd is not None:
-                os.close(fd)
+        if sync is not None:
+            sync.close()
         if sfilter is not None:
             sfilter.release()  # the init has its own copy
 
 
 def _undo(store, cg, pid, stdio):
     """A failed create leaves nothing: process, cgroup, state dir."""
-    if pid:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+    launch.kill_and_reap(pid)
     if stdio is not None:
         stdio.discard()
     if cg is not None:
-        discard_cgroup(cg)
+        launch.discard_cgroup(cg)
     store.remove()
-
-
-def discard_cgroup(cg):
-    """Kill whatever is in a cgroup made for a failed create/restore and
-    remove it; best effort, the caller is already reporting an error."""
-    try:
-        cg.kill_all(signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        cg.remove()
-    except OSError:
-        pass
-
-
-def write_pid_file(path, pid):
-    """The pid, no newline (containerd reads it with Atoi), written
-    atomically and never through a planted symlink: barerun runs as root
-    and the pid file's directory may be one a container can write."""
-    write_file(path, str(pid).encode())

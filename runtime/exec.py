@@ -25,10 +25,11 @@ from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 
 from . import io as _io
+from . import launch
 from . import seccomp as _seccomp
 from .errors import ContainerError, InvalidState
 from .spec import parse_process, parse_seccomp
-from .status import Status
+from .status import State, Status
 
 
 @dataclass
@@ -38,17 +39,30 @@ class ExecOpts:
 
 
 class Process:
-    """A process exec'd into a container (containerd's Process)."""
+    """A process exec'd into a container (containerd's Process).
 
-    def __init__(self, container, pid, pidfd, stdio):
+    For the container that made it: ``pidfd``, ``exit_status``, ``reap``
+    and ``console`` (the relay of its terminal, or None)."""
+
+    def __init__(self, container, pid, pidfd, stdio, console=None):
         self.container = container
         self.pid = pid
         self._pidfd = pidfd
         self._stdio = stdio
         self._exit_status = None
+        self.console = console
+
+    @property
+    def pidfd(self):
+        """Its pidfd while this object holds one, else -1."""
+        return self._pidfd
+
+    @property
+    def exit_status(self):
+        """Its exit status once collected (reap/wait), else None."""
+        return self._exit_status
 
     def state(self):
-        from .container import State
         if self._exit_status is not None or P.waitid(self._pidfd, os.WEXITED | os.WNOHANG
                                                      | os.WNOWAIT) is not None:
             return State(Status.STOPPED, 0)
@@ -59,9 +73,7 @@ class Process:
             raise InvalidState(f"process {self.pid}: container not running", Status.STOPPED)
         P.send_signal(self._pidfd, int(signal), self.pid)
 
-    _console = None
-
-    def _reap(self, block=False):
+    def reap(self, block=False):
         """Collect the exit status once the process exited (WNOHANG unless
         ``block``); returns it or None.  Container.wait/delete call this:
         the container's init cannot finish exiting while this process,
@@ -80,18 +92,18 @@ class Process:
             if self._exit_status is None:
                 if not P.wait_exit(self._pidfd, timeout):
                     raise TimeoutError(f"process {self.pid}: still running after {timeout} s")
-                self._reap(block=True)
+                self.reap(block=True)
             if self._stdio is not None:
                 self._stdio.join()
-            if self._console is not None:
-                self._console.join()
+            if self.console is not None:
+                self.console.join()
             os.close(self._pidfd)
             self._pidfd = -1
         return self._exit_status
 
     def close_stdin(self):
-        if self._console is not None:
-            self._console.close_stdin()
+        if self.console is not None:
+            self.console.close_stdin()
         if self._stdio is not None:
             self._stdio.close_stdin()
 
@@ -114,11 +126,11 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         raise ContainerError(f"exec: the process spec is not valid JSON: {exc}") from None
     proc = parse_process(raw, "process")
     sfilter = None
-    if container._st.get("seccomp"):
-        sfilter = _seccomp.build(parse_seccomp({"seccomp": container._st["seccomp"]}))
-    pidfd = container._init_pidfd()
+    if container.record.get("seccomp"):
+        sfilter = _seccomp.build(parse_seccomp({"seccomp": container.record["seccomp"]}))
+    pidfd = container.init_pidfd()
     stdio = None
-    r = w = None
+    sync = None
     try:
         init_pid = container.pid
         own = N.namespaces_of("self")
@@ -134,55 +146,42 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
             stdio = _io.open_stdio(None)
         else:
             stdio = _io.open_stdio(opts.io)
-        r, w = os.pipe2(os.O_CLOEXEC)
+        sync = launch.Channel()
         stub = execstub.stub_fd()
         if theirs.get("pid") != own.get("pid"):
             names.append("pid")
         cg = container.cgroup
-        cgfd = cg.open_unified_fd() if cg is not None and cg.exists() else None
-        try:
-            # clone3 + CLONE_INTO_CGROUP: born in the container's v2 cgroup
-            pid, joined = N.fork(cgfd)
-            if pid == 0:
-                _child(stdio.child, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan,
-                       joined, sfilter=sfilter, stub=stub)
-        finally:
-            if cgfd is not None:
-                os.close(cgfd)
-        os.close(w)
-        w = None
+        if cg is not None and not cg.exists():
+            cg = None
+
+        def child(joined):
+            _child(stdio.child, sync, pidfd, init_pid, names, cg, proc, preserve_fds, chan,
+                   joined, sfilter=sfilter, stub=stub)
+
+        # born in the container's v2 cgroup (clone3 CLONE_INTO_CGROUP)
+        helper, _ = launch.fork(child, cgroup=cg)
+        sync.close_child_end()
         stdio.close_child_side()
         if chan is not None:
             chan.after_fork()
-        from .create import read_report
         seen = {}
         try:
-            read_report(r, pid, until_exec=True, program=proc.args[0], seen=seen)
+            sync.serve(helper, until_exec=True, program=proc.args[0], seen=seen)
         except BaseException:
-            for p in (seen.get("pid"), pid):
-                if p:
-                    _kill_and_reap(p)
+            launch.kill_and_reap(seen.get("pid"))
+            launch.kill_and_reap(helper)
             raise
-        _reap_helper(pid)
+        launch.kill_and_reap(helper)  # it has exited: collect it
         if "pid" not in seen:
             raise ContainerError("exec: the helper process died before it reported "
                                  "the exec'd process's pid")
         pid = seen["pid"]
         child_fd = P.pidfd_open(pid)
         if pid_file:
-            from .create import write_pid_file
-            write_pid_file(pid_file, pid)
-        console = None
-        if chan is not None:
-            master = chan.receive_master()
-            if master is not None:
-                from .console import Relay
-                console = Relay(master, opts.io)
-                console.start()
+            launch.write_pid_file(pid_file, pid)
+        console = launch.start_console(chan, opts.io)
         stdio.start()
-        p = Process(container, pid, child_fd, stdio)
-        p._console = console
-        return p
+        return Process(container, pid, child_fd, stdio, console)
     except BaseException:
         if stdio is not None:
             stdio.close_child_side()
@@ -190,29 +189,11 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         raise
     finally:
         os.close(pidfd)
-        for fd in (r, w):
-            if fd is not None:
-                os.close(fd)
+        if sync is not None:
+            sync.close()
 
 
-def _kill_and_reap(pid):
-    try:
-        os.kill(pid, _signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass
-
-
-def _reap_helper(pid):
-    """The first child exits once it has forked the process and reported
-    its pid; collect it."""
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
+def _child(stdio, sync, pidfd, init_pid, names, cg, proc, preserve_fds, chan=None,
            joined_unified=False, sfilter=None, stub=-1):
     """In the forked child, still in the host's pid namespace, where no
     container process can see it: join the cgroup and every namespace
@@ -225,9 +206,10 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
     no host directory fd: a container process with CAP_SYS_PTRACE that
     attaches to it, or reads its /proc/<pid>/root and fd/, finds nothing
     of the host (the ptrace variant of the CVE-2024-21626 class)."""
-    from .init import Fail, begin_child, report, report_failure
+    from .init import Fail, begin_child, report_failure
+    w = sync.child
     try:
-        os.close(r)
+        os.close(sync.parent)
         _io.set_child_stdio(stdio)
         begin_child("barerun exec", w, {pidfd, stub}, preserve_fds, cg, joined_unified, chan)
         sock = None
@@ -245,7 +227,7 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
         pid, _ = N.fork(sibling=True)
         if pid == 0:
             _grandchild(w, proc, sock, sfilter, stub)
-        report(w, pid=pid)
+        launch.send(w, pid=pid)
         os._exit(0)
     except BaseException as e:  # noqa: BLE001 - report anything, never a traceback
         report_failure(w, e, "exec")
@@ -255,8 +237,8 @@ def _child(stdio, w, r, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
 def _grandchild(w, proc, sock, sfilter, stub):
     """The exec'd process, born in the container's pid namespace: its
     session and console, the process spec, then execve.  Never returns."""
-    from .init import Fail, child_console, environ, find_executable, prepare_process
-    from .init import report, report_failure, stop_point
+    from .init import (Fail, child_console, environ, find_executable, prepare_process,
+                       report_failure, stop_point)
     try:
         stop_point("exec-in-pidns")
         os.setsid()
@@ -271,7 +253,7 @@ def _grandchild(w, proc, sock, sfilter, stub):
                 _seccomp.load(sfilter)
             except OSError as exc:
                 raise Fail("seccomp", exc, "linux.seccomp") from None
-        report(w, ready=True)
+        launch.send(w, ready=True)
         # through the sealed stub (CVE-2019-5736 class); w becomes
         # close-on-exec there: the parent reads EOF once execve succeeded,
         # or the stub's {"exec_errno": N}

@@ -3,10 +3,10 @@
 ``run_init`` runs in the child that os.fork() made (see create.py): pid 1
 of the container's new pid namespace.  Python may run here: this is a real
 fork, not a raw clone.  It never returns: it execs the container's program
-or reports the failed step to the parent through the report pipe and
+or reports the failed step to the parent through the sync channel and
 _exit()s.  The order of the steps is the order a reader should learn them:
 
-  non-dumpable -> trace to the report pipe -> close every inherited fd ->
+  non-dumpable -> trace to the sync channel -> close every inherited fd ->
   join cgroups -> namespaces -> rootfs (mounts, devices, pivot_root) ->
   hostname -> sysctl / oom_score_adj -> masked and read-only paths ->
   rlimits -> cwd (checked inside the root) -> [seccomp without
@@ -28,6 +28,7 @@ from lowlevel import namespaces as N
 from lowlevel import system as S
 
 from . import rootfs
+from .launch import send
 from . import seccomp as _seccomp
 from .errors import InvalidSpec
 
@@ -42,11 +43,6 @@ class Fail(Exception):
         self.message = message or (str(exc) if exc else step)
 
 
-def report(fd, **msg):
-    data = (json.dumps(msg) + "\n").encode()
-    os.write(fd, data)
-
-
 def run_init(plan):
     """Child side; ``plan`` is an InitPlan (see create.py).  Never returns."""
     try:
@@ -57,7 +53,7 @@ def run_init(plan):
 
 
 def report_failure(fd, exc, where):
-    """A forked child's failure as one error record on its report pipe:
+    """A forked child's failure as one error record on its sync channel:
     the step, message, errno and path (or spec field) of a Fail, a rootfs
     StepError or an InvalidSpec; anything else under ``where``."""
     if isinstance(exc, Fail):
@@ -71,7 +67,7 @@ def report_failure(fd, exc, where):
         rec = (where, f"{type(exc).__name__}: {exc}", getattr(exc, "errno", None), None)
     step, message, err, path = rec
     try:
-        report(fd, error={"step": step, "message": message, "errno": err, "path": path})
+        send(fd, error={"step": step, "message": message, "errno": err, "path": path})
     except OSError:
         pass
 
@@ -165,7 +161,7 @@ def _init(plan):
     console_fd = child_console(console_sock, proc.console_size)
     prepare_process(proc, console_fd, plan.seccomp)
     exe = find_executable(proc)
-    report(plan.report_fd, ready=True)
+    send(plan.report_fd, ready=True)
     log_to_report_pipe(None)
     os.close(plan.report_fd)
     if fifo_fd is not None:
@@ -187,7 +183,7 @@ def _init(plan):
     if plan.seccomp is not None and proc.no_new_privileges:
         # with no_new_privs the filter needs no capability: loaded as late
         # as possible, so the runtime's own syscalls above need not pass it
-        # (the report pipe is closed: say it on stderr, as a failed execve)
+        # (the sync channel is closed: say it on stderr, as a failed execve)
         try:
             _seccomp.load(plan.seccomp)
         except OSError as exc:
@@ -224,7 +220,7 @@ def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified, co
     session leader lies outside the container (CRIU refuses to dump a
     session whose leader it cannot see).  Log records go to the parent
     over ``report_fd`` (fd 2 is already the container's stderr).  Every
-    inherited fd but stdio, the report pipe, ``keep``, the ``console``
+    inherited fd but stdio, the sync channel, ``keep``, the ``console``
     channel's child end and the fds asked for is closed.  Then the cgroup is
     joined, before a new cgroup namespace takes the current one as root.
     """
@@ -248,13 +244,13 @@ def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified, co
 
 class _ReportHandler:
     """The child's only log handler: each record as one {"log": ...} JSON
-    line on the report pipe (see create.read_report)."""
+    line on the sync channel (see launch.Channel.serve)."""
     fd = None
 
 
 def log_to_report_pipe(fd):
     """In a forked child: send every log record to the parent over the
-    report pipe ``fd`` instead of the parent's handlers (whose stderr is
+    sync channel ``fd`` instead of the parent's handlers (whose stderr is
     now the container's, whose files are host fds); None stops it.
     Nothing to do when logging was never imported (the quiet CLI)."""
     _ReportHandler.fd = fd

@@ -57,8 +57,8 @@ def copy(src, dst):
     except OSError:
         pass
     finally:
-        _close(src)
-        _close(dst)
+        close_fd(src)
+        close_fd(dst)
 
 
 class Relay(threading.Thread):
@@ -71,20 +71,20 @@ class Relay(threading.Thread):
 
     def discard(self):
         """Close the fds of a relay that was never started."""
-        _close(self.src)
+        close_fd(self.src)
         if isinstance(self.dst, int):
-            _close(self.dst)
+            close_fd(self.dst)
 
     def run(self):
         try:
             dst = self.dst() if callable(self.dst) else self.dst
         except OSError:
-            _close(self.src)
+            close_fd(self.src)
             return
         copy(self.src, dst)
 
 
-def _close(fd):
+def close_fd(fd):
     try:
         os.close(fd)
     except OSError:
@@ -110,7 +110,7 @@ class Stdio:
         """After fork: the parent no longer needs the container's ends."""
         for fd in self.child:
             if fd is not None and fd > 2:
-                _close(fd)
+                close_fd(fd)
         self.child = [None, None, None]
 
     def start(self):
@@ -128,7 +128,7 @@ class Stdio:
             self._stdin_relay = None
             self.stdin_writer = None
         elif self.stdin_writer is not None:
-            _close(self.stdin_writer)
+            close_fd(self.stdin_writer)
             self.stdin_writer = None
 
     def discard(self):
@@ -203,7 +203,7 @@ class _StdinRelay(Relay):
         for fd in (self.src if isinstance(self.src, int) else None, self.dst,
                    self._wake_r, self._wake_w):
             if fd is not None:
-                _close(fd)
+                close_fd(fd)
         self.src = self.dst = self._wake_r = self._wake_w = None
 
     def _source(self):
@@ -236,9 +236,9 @@ class _StdinRelay(Relay):
             pass
         finally:
             if src is not None:
-                _close(src)
+                close_fd(src)
             for fd in (self.dst, self._wake_r, self._wake_w):
-                _close(fd)
+                close_fd(fd)
 
 
 def reopen_null():

@@ -4,6 +4,7 @@ Every operation asks the status the same way (``require(status, "pause")``)
 instead of re-deriving the rules.
 """
 
+from collections import namedtuple
 from enum import IntEnum
 
 from .errors import InvalidState
@@ -59,3 +60,8 @@ def require(status, op, cid=""):
     why = WHY.get(op, "cannot {op} a {status} container").format(op=op, status=status.oci)
     prefix = f"container {cid}: " if cid else ""
     raise InvalidState(f"{prefix}{why} (status: {status.oci})", status)
+
+
+class State(namedtuple("State", "status pid")):
+    """status: a Status; pid: the init's host pid (0 when stopped)."""
+    __slots__ = ()

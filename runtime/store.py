@@ -74,6 +74,7 @@ class Store:
         self.state_path = os.path.join(self.dir, "state.json")
         self.fifo_path = os.path.join(self.dir, "exec.fifo")
         self._lock_fd = None
+        self._depth = 0
 
     def create(self):
         """Make the directory; AlreadyExists if the id is taken."""
@@ -87,8 +88,10 @@ class Store:
         return os.path.isdir(self.dir)
 
     def lock(self):
-        """Take the per-container lock (blocks while another process holds it)."""
+        """Take the per-container lock (blocks while another process holds
+        it).  Reentrant: each lock() needs its unlock()."""
         if self._lock_fd is not None:
+            self._depth += 1
             return self
         try:
             fd = os.open(os.path.join(self.dir, "lock"),
@@ -97,16 +100,21 @@ class Store:
             raise NotFound(f"container {self.id} does not exist") from None
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
+        self._depth = 1
         return self
 
     @property
     def lock_fd(self):
         return self._lock_fd
 
-    def unlock(self):
-        if self._lock_fd is not None:
+    def unlock(self, all=False):
+        if self._lock_fd is None:
+            return
+        self._depth -= 1
+        if all or self._depth <= 0:
             os.close(self._lock_fd)
             self._lock_fd = None
+            self._depth = 0
 
     def __enter__(self):
         return self.lock()
@@ -135,7 +143,7 @@ class Store:
                    0o600)
 
     def remove(self):
-        self.unlock()
+        self.unlock(all=True)
         import shutil  # only here: a measurable part of every CLI start
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -268,7 +268,7 @@ KILLED_CREATE = textwrap.dedent("""
     elif step == "after-cgroup":    # the cgroup exists, no process yet
         C._io.open_stdio = die
     elif step == "after-fork":      # the init was forked, not ready yet
-        C.read_report = die
+        C.launch.Channel.serve = die
     elif step == "after-ready":     # the init waits for start; no state names it
         C.P.start_time = die
     c = runtime.create({cid!r}, {bundle!r}, root={root!r})

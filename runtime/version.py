@@ -1,0 +1,3 @@
+"""barerun's version (one place: the package, the CLI and checkpoint descriptors)."""
+
+VERSION = "0.1.0"
