@@ -1,9 +1,11 @@
 """Reading /proc/<pid>/status, shared by the modules that report on it."""
 
+from __future__ import annotations
+
 from ._trace import proc_error
 
 
-def status_fields(pid="self"):
+def status_fields(pid: int | str = "self") -> dict[str, str]:
     """/proc/<pid>/status as {field: value text}; ESRCH names a gone pid."""
     path = f"/proc/{pid}/status"
     try:
@@ -11,7 +13,7 @@ def status_fields(pid="self"):
             lines = f.readlines()
     except OSError as exc:
         raise proc_error(exc.errno, pid, f"read {path}") from None
-    out = {}
+    out: dict[str, str] = {}
     for line in lines:
         k, _, v = line.partition(":")
         out[k] = v.strip()

@@ -7,22 +7,28 @@ start of the `barerun` command.  A record class lists its fields in
 (list, dict) is called, so each record gets its own.
 """
 
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
+
 
 class Record:
     __slots__ = ()
-    _fields = ()
-    _defaults = {}
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init_subclass__(cls, **kw):
+    def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if "__slots__" not in cls.__dict__:
             raise TypeError(f"{cls.__name__}: a Record declares __slots__ = _fields")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self._fields
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__}() takes {len(fields)} arguments")
-        for name, value in zip(fields, args):
+        for name, value in zip(fields, args, strict=False):  # the rest come from kwargs
             setattr(self, name, value)
         for name in fields[len(args):]:
             if name in kwargs:
@@ -35,12 +41,12 @@ class Record:
         if kwargs:
             raise TypeError(f"{type(self).__name__}() got unexpected {', '.join(kwargs)}")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields)
         return f"{type(self).__name__}({inner})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(
             getattr(self, n) == getattr(other, n) for n in self._fields)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # mutable: not hashable

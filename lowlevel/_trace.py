@@ -7,14 +7,20 @@ made.  When the logger is not enabled for DEBUG the cost is one cached
 level check.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 
-_log = None     # logging.getLogger("barerun.trace"), once logging is imported
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    import logging
+
+_log: logging.Logger | None = None  # logging.getLogger("barerun.trace"), once imported
 _quiet = False  # see quiet()
 
 
-def _logger():
+def _logger() -> logging.Logger:
     global _log
     if _log is None:
         import logging
@@ -22,7 +28,7 @@ def _logger():
     return _log
 
 
-def quiet():
+def quiet() -> None:
     """Turn tracing off for this process without importing logging.
 
     For the `barerun` command without --trace/--debug: it starts a fresh
@@ -33,7 +39,7 @@ def quiet():
     _quiet = True
 
 
-def trace(op, /, **args):
+def trace(op: str, /, **args: object) -> None:
     """Report one kernel operation ``op`` with its arguments.
 
     ``op`` is positional-only, so an argument may itself be called "op"
@@ -47,18 +53,19 @@ def trace(op, /, **args):
         log.debug("%s %s", op, text)
 
 
-def error(err, what):
+def error(err: int | None, what: str) -> OSError:
     """An OSError carrying ``err`` and a message naming what failed.
 
     ``what`` names the operation and its object, e.g. "mount proc on
     /rootfs/proc"; the message reads "mount proc on /rootfs/proc: Operation
     not permitted".  The result is the matching OSError subclass
-    (FileNotFoundError for ENOENT, ...).
+    (FileNotFoundError for ENOENT, ...).  ``err`` is usually a caught
+    exception's ``errno``, which may be None: the message then says so.
     """
-    return OSError(err, f"{what}: {os.strerror(err)}")
+    return OSError(err, f"{what}: {'unknown error' if err is None else os.strerror(err)}")
 
 
-def proc_error(err, pid, what):
+def proc_error(err: int | None, pid: int | str, what: str) -> OSError:
     """Like ``error`` for a failure on /proc/<pid>/...: when the process is
     gone (its /proc directory no longer exists) the error is ESRCH naming
     the pid, not a puzzling ENOENT on some file below it."""
@@ -68,7 +75,7 @@ def proc_error(err, pid, what):
     return error(err, what)
 
 
-def check(ret, what):
+def check(ret: int, what: str) -> int:
     """Raise from errno when a libc/syscall wrapper returned -1."""
     if ret == -1:
         from ._ffi import ffi
