@@ -5,6 +5,8 @@ permitted, effective, inheritable, and ambient (kept across execve for a
 non-root user).  Names are the kernel's, "CAP_SYS_ADMIN" etc.
 """
 
+from __future__ import annotations
+
 import errno
 
 import prctl
@@ -13,15 +15,19 @@ from ._ffi import lib
 from ._proc import status_fields
 from ._trace import check, error, trace
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable
+
 # prctl(2) options for the bounding set (stable kernel ABI since 2.6.25);
 # called directly so that capabilities newer than python-prctl's table work
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 
-_LAST = None
+_LAST: int | None = None
 
 
-def last_cap():
+def last_cap() -> int:
     """The highest capability number the running kernel knows."""
     global _LAST
     if _LAST is None:
@@ -31,14 +37,15 @@ def last_cap():
 
 
 # capability name -> number, python-prctl's table plus newer kernel ones
-NAMES = {"CAP_" + n.upper(): v for n, v in zip(prctl.ALL_CAP_NAMES, prctl.ALL_CAPS)
-         if not n.startswith("unknown") and n != "last_cap"}
+NAMES: dict[str, int] = {
+    "CAP_" + n.upper(): v for n, v in zip(prctl.ALL_CAP_NAMES, prctl.ALL_CAPS, strict=True)
+    if not n.startswith("unknown") and n != "last_cap"}
 for _name, _num in (("CAP_PERFMON", 38), ("CAP_BPF", 39), ("CAP_CHECKPOINT_RESTORE", 40)):
     NAMES.setdefault(_name, _num)
-NUMBERS = {v: k for k, v in NAMES.items()}
+NUMBERS: dict[int, str] = {v: k for k, v in NAMES.items()}
 
 
-def number(name):
+def number(name: str) -> int:
     """The number of a capability name; ValueError for an unknown one."""
     try:
         return NAMES[name]
@@ -46,11 +53,11 @@ def number(name):
         raise ValueError(f"unknown capability {name!r}") from None
 
 
-def _nums(names):
+def _nums(names: Iterable[str]) -> list[int]:
     return sorted({number(n) for n in names})
 
 
-def bounding_drop(keep):
+def bounding_drop(keep: Iterable[str]) -> None:
     """Drop every capability not in ``keep`` from the bounding set
     (needs CAP_SETPCAP in the effective set)."""
     keepn = set(_nums(keep))
@@ -61,14 +68,15 @@ def bounding_drop(keep):
                   f"prctl PR_CAPBSET_DROP {NUMBERS.get(cap, cap)}")
 
 
-def bounding_has(name):
+def bounding_has(name: str) -> bool:
     """Whether capability ``name`` is in this process's bounding set."""
     n = number(name)
     return bool(check(lib.barerun_prctl(PR_CAPBSET_READ, n, 0, 0, 0),
                       f"prctl PR_CAPBSET_READ {name}"))
 
 
-def set_caps(*, effective, permitted, inheritable):
+def set_caps(*, effective: Collection[str], permitted: Collection[str],
+             inheritable: Collection[str]) -> None:
     """capset(2) of the effective, permitted and inheritable sets."""
     e, p, i = _nums(effective), _nums(permitted), _nums(inheritable)
     trace("capset", effective=[NUMBERS.get(c) for c in e],
@@ -76,8 +84,8 @@ def set_caps(*, effective, permitted, inheritable):
     top = min(last_cap(), prctl.CAP_LAST_CAP)
     beyond = [c for c in (*e, *p, *i) if c > top]
     if beyond:
-        raise ValueError(f"capset: {', '.join(NUMBERS.get(c, str(c)) for c in sorted(set(beyond)))} "
-                         f"unknown to this kernel or to python-prctl")
+        unknown = ", ".join(NUMBERS.get(c, str(c)) for c in sorted(set(beyond)))
+        raise ValueError(f"capset: {unknown} unknown to this kernel or to python-prctl")
     every = range(top + 1)
     try:
         prctl.set_caps(
@@ -108,14 +116,14 @@ def set_caps(*, effective, permitted, inheritable):
                                        f"(newer than python-prctl {prctl.CAP_LAST_CAP})")
 
 
-def _short(nums):
+def _short(nums: Iterable[int]) -> str:
     """"chown,kill" for a message (numbers for unnamed capabilities)."""
     return ",".join(NUMBERS[c][4:].lower() if c in NUMBERS else str(c) for c in nums) or "-"
 
 
-def get_caps(pid="self"):
+def get_caps(pid: int | str = "self") -> dict[str, set[str]]:
     """The five sets of a process as names, read from /proc/<pid>/status."""
-    out = {}
+    out: dict[str, set[str]] = {}
     keys = {"CapInh": "inheritable", "CapPrm": "permitted", "CapEff": "effective",
             "CapBnd": "bounding", "CapAmb": "ambient"}
     for k, v in status_fields(pid).items():
@@ -125,14 +133,14 @@ def get_caps(pid="self"):
     return out
 
 
-def ambient_clear():
+def ambient_clear() -> None:
     """Empty the ambient set."""
     trace("prctl", op="PR_CAP_AMBIENT_CLEAR_ALL")
     check(lib.barerun_prctl(lib.PR_CAP_AMBIENT, lib.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0),
           "prctl PR_CAP_AMBIENT_CLEAR_ALL")
 
 
-def ambient_raise(names):
+def ambient_raise(names: Iterable[str]) -> None:
     """Raise capabilities in the ambient set (each must be permitted and inheritable).
 
     A change of uid from 0 to non-zero (setuid/setresuid) clears the
@@ -147,58 +155,58 @@ def ambient_raise(names):
 
 # --- process controls (prctl) -------------------------------------------
 
-def set_no_new_privs():
+def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: execve can never grant more privileges."""
     trace("prctl", op="PR_SET_NO_NEW_PRIVS")
     prctl.set_no_new_privs(1)
 
 
-def get_no_new_privs():
+def get_no_new_privs() -> bool:
     return bool(prctl.get_no_new_privs())
 
 
-def set_keepcaps(on=True):
+def set_keepcaps(on: bool = True) -> None:
     """PR_SET_KEEPCAPS: keep permitted caps across setuid to non-root."""
     trace("prctl", op="PR_SET_KEEPCAPS", value=int(on))
     prctl.set_keepcaps(bool(on))
 
 
-def get_keepcaps():
+def get_keepcaps() -> bool:
     return bool(prctl.get_keepcaps())
 
 
-def set_pdeathsig(sig):
+def set_pdeathsig(sig: int) -> None:
     """PR_SET_PDEATHSIG: signal sent to us when our parent thread dies."""
     trace("prctl", op="PR_SET_PDEATHSIG", signal=int(sig))
     prctl.set_pdeathsig(int(sig))
 
 
-def get_pdeathsig():
+def get_pdeathsig() -> int:
     return prctl.get_pdeathsig()
 
 
-def set_child_subreaper(on=True):
+def set_child_subreaper(on: bool = True) -> None:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to us."""
     trace("prctl", op="PR_SET_CHILD_SUBREAPER", value=int(on))
     prctl.set_child_subreaper(bool(on))
 
 
-def get_child_subreaper():
+def get_child_subreaper() -> bool:
     return bool(prctl.get_child_subreaper())
 
 
-def set_dumpable(on):
+def set_dumpable(on: bool) -> None:
     """PR_SET_DUMPABLE: when off, /proc/<pid> of this process is owned by
     root and ptrace/proc-fd access from a container is refused."""
     trace("prctl", op="PR_SET_DUMPABLE", value=int(on))
     prctl.set_dumpable(bool(on))
 
 
-def get_dumpable():
+def get_dumpable() -> bool:
     return bool(prctl.get_dumpable())
 
 
-def set_process_title(title):
+def set_process_title(title: str) -> None:
     """PR_SET_NAME (/proc/<pid>/comm) and the argv area (/proc/<pid>/cmdline).
 
     A forked runtime process shows the caller's command line to anyone who

@@ -6,6 +6,8 @@ prefers the one its set-up builds into /usr/local/sbin; BARERUN_CRIU
 overrides both.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -13,17 +15,23 @@ import subprocess
 
 from ._trace import trace
 
-CANDIDATES = ("/usr/local/sbin/criu", "/usr/local/bin/criu")
-MIN_VERSION = (4, 2, 1)
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+CANDIDATES: tuple[str, ...] = ("/usr/local/sbin/criu", "/usr/local/bin/criu")
+MIN_VERSION: tuple[int, ...] = (4, 2, 1)
 # searched when PATH is unset (an empty PATH searches nothing)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _vstr(v):
+def _vstr(v: Iterable[int]) -> str:
     return ".".join(map(str, v))
 
 
-def _probe(path):
+def _probe(path: str) -> tuple[tuple[int, ...] | None, str | None]:
     """(version tuple or None, why not) of a would-be criu binary."""
     try:
         p = subprocess.run([path, "--version"], capture_output=True, text=True,
@@ -38,16 +46,16 @@ def _probe(path):
     return tuple(int(x) for x in m.group(1).split(".")), None
 
 
-def version(path):
+def version(path: str) -> tuple[int, ...] | None:
     """(major, minor[, sub]) of a criu binary, or None."""
     return _probe(path)[0]
 
 
-def find_criu(explicit=None):
+def find_criu(explicit: str | None = None) -> str:
     """The path of a CRIU >= MIN_VERSION: ``explicit``, $BARERUN_CRIU,
     barerun's own build, then PATH.  Raises FileNotFoundError naming what
     was tried and why each was refused."""
-    tried = []
+    tried: list[tuple[str, str]] = []
     env = os.environ.get("BARERUN_CRIU")
     search = os.environ.get("PATH", DEFAULT_PATH)
     path_hit = shutil.which("criu", path=search) if search else None
@@ -58,14 +66,15 @@ def find_criu(explicit=None):
         if v and v >= MIN_VERSION:
             trace("criu.found", path=cand, version=_vstr(v))
             return cand
-        tried.append((cand, why or f"version {_vstr(v)} is too old"))
+        # no reason from _probe: it found a version (v), just too old
+        tried.append((cand, why or f"version {_vstr(v or ())} is too old"))
     did = "; ".join(f"{c} ({why})" for c, why in tried) or "nothing"
     raise FileNotFoundError(
         f"no CRIU >= {_vstr(MIN_VERSION)} found (tried {did}); "
         "build one with scripts/build-criu.sh")
 
 
-def check(path=None):
+def check(path: str | None = None) -> tuple[bool, str]:
     """Run `criu check`; returns (ok, output)."""
     path = path or find_criu()
     trace("exec", argv=[path, "check"])
@@ -84,23 +93,27 @@ def check(path=None):
 class SwrkError(Exception):
     """CRIU answered a request with failure; carries cr_errno/cr_errmsg."""
 
-    def __init__(self, message, errno=0, errmsg=""):
+    def __init__(self, message: str, errno: int = 0, errmsg: str = "") -> None:
         self.errno = errno
         self.errmsg = errmsg
         super().__init__(message)
 
 
-def _rpc():
+def _rpc() -> Any:
+    """pycriu's rpc_pb2 module (protobuf classes, untyped)."""
     from pycriu import rpc_pb2  # imported lazily: only checkpoint/restore need it
     return rpc_pb2
 
 
-def new_opts():
+def new_opts() -> Any:
     """An empty criu_opts message (pycriu's rpc_pb2)."""
     return _rpc().criu_opts()
 
 
-def swrk(req_type, opts, *, criu_path=None, pass_fds=(), on_notify=None, setup_child=None):
+def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
+         pass_fds: Iterable[int] = (),
+         on_notify: Callable[[str, int, list[int]], object] | None = None,
+         setup_child: Callable[[], object] | None = None) -> Any:
     """Run one CRIU request over `criu swrk` and its notify loop.
 
     CRIU is started as ``criu swrk <fd>`` with one end of a SOCK_SEQPACKET
@@ -179,7 +192,7 @@ def swrk(req_type, opts, *, criu_path=None, pass_fds=(), on_notify=None, setup_c
                 proc.wait()
 
 
-def _recv(sock):
+def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
     """One SEQPACKET message and any SCM_RIGHTS fds that came with it."""
     import array
     import socket
@@ -191,7 +204,7 @@ def _recv(sock):
     return msg, list(fds)
 
 
-def log_tail(path, lines=12):
+def log_tail(path: str, lines: int = 12) -> str:
     """The last lines of a CRIU log (what a CheckpointError shows)."""
     try:
         with open(path, "rb") as f:
@@ -205,10 +218,10 @@ def log_tail(path, lines=12):
     return "\n".join(keep)
 
 
-def log_errors(path):
+def log_errors(path: str) -> list[str]:
     """The "Error (file:line): message" lines of a CRIU log, as messages."""
     import re as _re
-    out = []
+    out: list[str] = []
     try:
         with open(path, errors="replace") as f:
             for line in f:

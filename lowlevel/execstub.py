@@ -15,19 +15,26 @@ before forking; the child inherits it, close-on-exec); ``execve()``
 replaces the calling process.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 
 from ._ffi import ffi, lib
 from ._trace import trace
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn
+
 SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
-_fd = None
-_fd_pid = None
+_fd: int | None = None
+_fd_pid: int | None = None
 
 
-def stub_fd():
+def stub_fd() -> int:
     """The sealed memfd holding the stub, made once per process."""
     global _fd, _fd_pid
     if _fd is not None and _fd_pid == os.getpid():
@@ -49,7 +56,8 @@ def stub_fd():
     return fd
 
 
-def execve(fd, path, args, env, report_fd=-1):
+def execve(fd: int, path: str, args: Sequence[str], env: Mapping[str, str],
+           report_fd: int = -1) -> NoReturn:
     """Exec ``path`` with ``args`` and ``env`` through the stub in ``fd``.
 
     ``report_fd`` (inheritable here; the stub makes it close-on-exec)

@@ -9,6 +9,8 @@ through its /proc/self/fd/N magic link, so nothing can swap a component
 for a symlink between the check and the mount.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import re
@@ -17,27 +19,48 @@ import stat
 from ._ffi import ffi, lib
 from ._trace import check, error, proc_error, trace
 
-MS = {name: getattr(lib, name) for name in dir(lib) if name.startswith("MS_")}
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import TypedDict
+
+    class MountInfo(TypedDict):
+        """One line of /proc/<pid>/mountinfo, as ``mountinfo`` parses it."""
+        id: int
+        parent: int
+        major_minor: str
+        root: str
+        mountpoint: str
+        options: str
+        optional: list[str]
+        fstype: str
+        source: str
+        super_options: str
+
+MS: dict[str, int] = {name: getattr(lib, name) for name in dir(lib) if name.startswith("MS_")}
 HAS_OPENAT2 = bool(lib.HAS_OPENAT2)
 HAS_MOUNT_SETATTR = bool(lib.HAS_MOUNT_SETATTR)
-RESOLVE_IN_ROOT = lib.RESOLVE_IN_ROOT
-RESOLVE_NO_MAGICLINKS = lib.RESOLVE_NO_MAGICLINKS
-RESOLVE_NO_XDEV = lib.RESOLVE_NO_XDEV
+RESOLVE_IN_ROOT: int = lib.RESOLVE_IN_ROOT
+RESOLVE_NO_MAGICLINKS: int = lib.RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_XDEV: int = lib.RESOLVE_NO_XDEV
 AT_FDCWD = -100
-MOUNT_ATTR = {"ro": lib.MOUNT_ATTR_RDONLY, "nosuid": lib.MOUNT_ATTR_NOSUID,
-              "nodev": lib.MOUNT_ATTR_NODEV, "noexec": lib.MOUNT_ATTR_NOEXEC}
+MOUNT_ATTR: dict[str, int] = {
+    "ro": lib.MOUNT_ATTR_RDONLY, "nosuid": lib.MOUNT_ATTR_NOSUID,
+    "nodev": lib.MOUNT_ATTR_NODEV, "noexec": lib.MOUNT_ATTR_NOEXEC}
 
 
-def flag_names(flags):
+def flag_names(flags: int) -> str:
     names = [n for n, v in MS.items() if v and flags & v == v and n != "MS_SILENT"]
     return "|".join(sorted(names)) or "0"
 
 
-def _c(s):
+def _c(s: str | None) -> object:
+    """A C string argument: the encoded path or text, NULL for None."""
     return ffi.NULL if s is None else os.fsencode(s)
 
 
-def mount(source, target, fstype=None, flags=0, data=None):
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
     """mount(2).  ``target`` may be a /proc/self/fd/N path."""
     trace("mount", source=source, target=target, fstype=fstype,
           flags=flag_names(flags), data=data)
@@ -45,21 +68,21 @@ def mount(source, target, fstype=None, flags=0, data=None):
           f"mount {source or fstype} on {target} ({flag_names(flags)})")
 
 
-def make_private(target="/", recursive=True):
+def make_private(target: str = "/", recursive: bool = True) -> None:
     """Stop mount events propagating to/from the host (MS_PRIVATE)."""
     mount(None, target, None, MS["MS_PRIVATE"] | (MS["MS_REC"] if recursive else 0))
 
 
-def umount(target, flags=0):
+def umount(target: str, flags: int = 0) -> None:
     """umount2(2); flags e.g. MNT_DETACH."""
     trace("umount2", target=target, flags=flags)
     check(lib.umount2(os.fsencode(target), flags), f"umount {target}")
 
 
-MNT_DETACH = lib.MNT_DETACH
+MNT_DETACH: int = lib.MNT_DETACH
 
 
-def pivot_root(new_root, put_old):
+def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): make ``new_root`` the root, the old root goes to ``put_old``.
 
     Called as pivot_root(".", ".") from inside new_root, the old root is
@@ -71,7 +94,9 @@ def pivot_root(new_root, put_old):
           f"pivot_root {new_root} (old root to {put_old})")
 
 
-def mount_setattr(path, *, set_flags=(), clear_flags=(), recursive=False, dirfd=AT_FDCWD):
+def mount_setattr(path: str, *, set_flags: str | Iterable[str] = (),
+                  clear_flags: str | Iterable[str] = (), recursive: bool = False,
+                  dirfd: int = AT_FDCWD) -> None:
     """mount_setattr(2): change ro/nosuid/nodev/noexec of a mount (tree).
 
     Unlike a MS_REMOUNT|MS_BIND, it applies to a whole tree with
@@ -89,7 +114,7 @@ def mount_setattr(path, *, set_flags=(), clear_flags=(), recursive=False, dirfd=
     check(lib.barerun_mount_setattr(dirfd, os.fsencode(path), flags, aset, aclr, 0), what)
 
 
-def _attrs(names):
+def _attrs(names: Iterable[str]) -> int:
     mask = 0
     for n in names:
         try:
@@ -100,7 +125,7 @@ def _attrs(names):
     return mask
 
 
-def openat2(dirfd, path, flags, mode=0, resolve=0):
+def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2) with resolve flags (RESOLVE_IN_ROOT ...)."""
     trace("openat2", dirfd=dirfd, path=path, flags=flags, resolve=resolve)
     fd = lib.barerun_openat2(dirfd, os.fsencode(path), flags | os.O_CLOEXEC, mode, resolve)
@@ -110,7 +135,7 @@ def openat2(dirfd, path, flags, mode=0, resolve=0):
     return fd
 
 
-def _in_dir(dirfd):
+def _in_dir(dirfd: int) -> str:
     """" in /the/dir (fd N)" for an error message; only computed on failure."""
     if dirfd == AT_FDCWD:
         return ""
@@ -120,13 +145,13 @@ def _in_dir(dirfd):
         return f" in fd {dirfd}"
 
 
-def _resolve_names(resolve):
+def _resolve_names(resolve: int) -> str:
     names = [n for n in ("IN_ROOT", "BENEATH", "NO_SYMLINKS", "NO_MAGICLINKS", "NO_XDEV")
              if resolve & getattr(lib, "RESOLVE_" + n)]
     return f" (RESOLVE_{'|RESOLVE_'.join(names)})" if names else ""
 
 
-def open_root(root):
+def open_root(root: str) -> int:
     """An O_PATH directory fd for a root directory."""
     try:
         return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -134,10 +159,10 @@ def open_root(root):
         raise error(exc.errno, f"open root {root}") from None
 
 
-_openat2_works = None  # probed on first use: the kernel, not the headers
+_openat2_works: bool | None = None  # probed on first use: the kernel, not the headers
 
 
-def open_in_root(root_fd, path, flags=os.O_PATH, mode=0):
+def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH, mode: int = 0) -> int:
     """Open ``path`` resolved inside the directory ``root_fd``.
 
     "..", absolute symlinks and relative symlinks all stay within the root
@@ -163,14 +188,14 @@ MAX_SYMLINKS = 40  # as the kernel's path walk
 PROC_SUPER_MAGIC = 0x9FA0
 
 
-def fs_type(fd):
+def fs_type(fd: int) -> int:
     """The filesystem magic of the file ``fd`` is open on (fstatfs)."""
     buf = ffi.new("struct statfs *")
     check(lib.fstatfs(fd, buf), f"fstatfs fd {fd}")
     return buf.f_type
 
 
-def walk_in_root(root_fd, path, flags=os.O_PATH, mode=0):
+def walk_in_root(root_fd: int, path: str, flags: int = os.O_PATH, mode: int = 0) -> int:
     """RESOLVE_IN_ROOT by hand: each component opened O_PATH|O_NOFOLLOW
     relative to its parent's fd; a symlink's target is spliced into the
     remaining path (an absolute one restarts at the root), ".." never goes
@@ -228,12 +253,12 @@ def walk_in_root(root_fd, path, flags=os.O_PATH, mode=0):
             os.close(fd)
 
 
-def fd_path(fd):
+def fd_path(fd: int) -> str:
     """The magic link naming an open fd: a safe mount target."""
     return f"/proc/self/fd/{fd}"
 
 
-def resolve_in_root(root, path):
+def resolve_in_root(root: str, path: str) -> str:
     """The host path that ``path`` names inside ``root`` (symlinks stay in)."""
     rfd = open_root(root)
     try:
@@ -247,7 +272,7 @@ def resolve_in_root(root, path):
     return real
 
 
-def mkdir_in_root(root_fd, path, mode=0o755, *, file=False):
+def mkdir_in_root(root_fd: int, path: str, mode: int = 0o755, *, file: bool = False) -> int:
     """Create ``path`` (and its parents) inside root_fd; returns an O_PATH fd.
 
     Every component is created with mkdirat relative to the fd of its parent,
@@ -300,16 +325,16 @@ def mkdir_in_root(root_fd, path, mode=0o755, *, file=False):
         raise
 
 
-def _dirfd(fd):
+def _dirfd(fd: int) -> int:
     """os.mkdir(dir_fd=) needs a real fd, not O_PATH on old kernels: reopen."""
     return fd
 
 
-def is_dir_fd(fd):
+def is_dir_fd(fd: int) -> bool:
     return stat.S_ISDIR(os.fstat(fd).st_mode)
 
 
-def mountinfo(pid="self"):
+def mountinfo(pid: int | str = "self") -> list[MountInfo]:
     """Parse /proc/<pid>/mountinfo: a list of dicts (id, parent, major_minor,
     root, mountpoint, options, optional (e.g. ["shared:1"]), fstype, source,
     super_options), in the kernel's order (parents before children)."""
@@ -319,7 +344,7 @@ def mountinfo(pid="self"):
             data = f.read()
     except OSError as exc:
         raise proc_error(exc.errno, pid, f"read {path}") from None
-    out = []
+    out: list[MountInfo] = []
     for line in data.decode("utf-8", "surrogateescape").splitlines():
         left, _, right = line.partition(" - ")
         a = left.split(" ")
@@ -337,6 +362,6 @@ def mountinfo(pid="self"):
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
-def _unescape(s):
+def _unescape(s: str) -> str:
     """Undo the kernel's octal escapes (\\040 for space, \\134 for \\ ...)."""
     return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), s)

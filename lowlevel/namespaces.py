@@ -4,6 +4,8 @@ A namespace type is named as in OCI and /proc/<pid>/ns: "mnt" (also
 "mount"), "uts", "ipc", "net" ("network"), "pid", "user", "cgroup", "time".
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import sys
@@ -13,8 +15,19 @@ from collections import namedtuple
 from ._ffi import ffi, lib
 from ._trace import check, error, proc_error, trace
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, NamedTuple
+
+    class _NsId(NamedTuple):
+        type: str
+        inode: int
+else:
+    _NsId = namedtuple("NsId", "type inode")
+
 # /proc/<pid>/ns file name -> CLONE_NEW* flag
-FLAGS = {
+FLAGS: dict[str, int] = {
     "mnt": lib.CLONE_NEWNS,
     "uts": lib.CLONE_NEWUTS,
     "ipc": lib.CLONE_NEWIPC,
@@ -27,8 +40,8 @@ FLAGS = {
 # OCI's names for the same namespaces
 OCI_NAMES = {"mount": "mnt", "network": "net"}
 
-CLONE_PIDFD = lib.CLONE_PIDFD
-CLONE_INTO_CGROUP = lib.CLONE_INTO_CGROUP
+CLONE_PIDFD: int = lib.CLONE_PIDFD
+CLONE_INTO_CGROUP: int = lib.CLONE_INTO_CGROUP
 HAS_CLONE3 = bool(lib.HAS_CLONE3)
 
 # the legacy clone() path runs the child on one static stack (CLONE_VM |
@@ -36,7 +49,7 @@ HAS_CLONE3 = bool(lib.HAS_CLONE3)
 _legacy_clone_lock = threading.Lock()
 
 
-def ns_name(name):
+def ns_name(name: str) -> str:
     """The /proc/<pid>/ns name for an OCI or kernel namespace name."""
     name = OCI_NAMES.get(name, name)
     if name not in FLAGS:
@@ -44,7 +57,7 @@ def ns_name(name):
     return name
 
 
-def flags_for(names):
+def flags_for(names: Iterable[str]) -> int:
     """The CLONE_NEW* bit mask for an iterable of namespace names."""
     mask = 0
     for name in names:
@@ -52,11 +65,11 @@ def flags_for(names):
     return mask
 
 
-def names_for(flags):
+def names_for(flags: int) -> list[str]:
     return [name for name, bit in FLAGS.items() if flags & bit]
 
 
-def describe(flags):
+def describe(flags: int) -> str:
     """Namespace flags for a message: "uts|net", unknown bits in hex."""
     names = names_for(flags)
     rest = flags & ~flags_for(names)
@@ -65,13 +78,13 @@ def describe(flags):
     return "|".join(names) or "0"
 
 
-def unshare(flags):
+def unshare(flags: int) -> None:
     """unshare(2): move the calling process into new namespaces."""
     trace("unshare", flags=names_for(flags))
     check(lib.unshare(flags), f"unshare {describe(flags)}")
 
 
-def setns(fd, nstype=0):
+def setns(fd: int, nstype: int = 0) -> None:
     """setns(2) by a namespace fd (/proc/<pid>/ns/<x>) or by a pidfd.
 
     With a pidfd, ``nstype`` may hold several CLONE_NEW* flags at once: the
@@ -81,7 +94,7 @@ def setns(fd, nstype=0):
     check(lib.setns(fd, nstype), f"setns fd {fd} {describe(nstype) if nstype else 'any'}")
 
 
-def setns_pidfd(pidfd, pid, names):
+def setns_pidfd(pidfd: int, pid: int, names: Iterable[str]) -> None:
     """Join namespace ``names`` of process ``pid`` (whose pidfd is given).
 
     Tries one setns(pidfd, all flags); on a kernel without pidfd setns
@@ -99,7 +112,7 @@ def setns_pidfd(pidfd, pid, names):
     setns_each(pid, names)
 
 
-def setns_each(pid, names):
+def setns_each(pid: int | str, names: Iterable[str]) -> None:
     """Join namespaces ``names`` of ``pid`` one by one through
     /proc/<pid>/ns/<name>, the user namespace first as the kernel requires.
 
@@ -113,14 +126,14 @@ def setns_each(pid, names):
     try:
         for name in names:
             fds.append(open_ns(pid, name))
-        for name, fd in zip(names, fds):
+        for name, fd in zip(names, fds, strict=True):
             setns(fd, FLAGS[name])
     finally:
         for fd in fds:
             os.close(fd)
 
 
-def open_ns(pid, name):
+def open_ns(pid: int | str, name: str) -> int:
     """An O_RDONLY|O_CLOEXEC fd for /proc/<pid>/ns/<name>."""
     path = f"/proc/{pid}/ns/{ns_name(name)}"
     trace("open", path=path)
@@ -130,12 +143,12 @@ def open_ns(pid, name):
         raise proc_error(exc.errno, pid, f"open namespace {path}") from None
 
 
-class NsId(namedtuple("NsId", "type inode")):
+class NsId(_NsId):
     """A namespace identity: its type and inode (as in "uts:[4026531838]")."""
     __slots__ = ()
 
 
-def ns_id(pid, name):
+def ns_id(pid: int | str, name: str) -> NsId:
     """The identity of process ``pid``'s namespace ``name``."""
     path = f"/proc/{pid}/ns/{ns_name(name)}"
     try:
@@ -146,13 +159,13 @@ def ns_id(pid, name):
     return NsId(kind, int(rest.rstrip("]")))
 
 
-def namespaces_of(pid):
+def namespaces_of(pid: int | str) -> dict[str, NsId]:
     """Every namespace of ``pid``: {name: NsId}.
 
     A namespace type the kernel lacks is left out; a process that does
     not exist is an error (ESRCH), not an empty answer.
     """
-    out = {}
+    out: dict[str, NsId] = {}
     for name in FLAGS:
         try:
             out[name] = ns_id(pid, name)
@@ -161,7 +174,7 @@ def namespaces_of(pid):
     return out
 
 
-def fork(cgroup_fd=None, sibling=False):
+def fork(cgroup_fd: int | None = None, sibling: bool = False) -> tuple[int, bool]:
     """os.fork(), but through clone3 so that with ``cgroup_fd`` (an fd of a
     cgroup v2 directory) the child starts in that cgroup (CLONE_INTO_CGROUP):
     no later cgroup.procs write, which on this kernel waits for an RCU grace
@@ -187,17 +200,20 @@ def fork(cgroup_fd=None, sibling=False):
     return pid, bool(used[0])
 
 
-def _threads():
+def _threads() -> int:
     threading = sys.modules.get("threading")
     return 1 if threading is None else threading.active_count()
 
 
-def _cstrings(items):
+def _cstrings(items: Iterable[str]) -> tuple[list[Any], Any]:
+    """C strings for ``items`` and a NULL-terminated char *[] of them (the
+    list keeps the strings alive as long as the array is used)."""
     keep = [ffi.new("char[]", os.fsencode(s)) for s in items]
     return keep, ffi.new("char *[]", keep + [ffi.NULL])
 
 
-def spawn(argv, *, flags=0, env=None, cgroup_fd=None, use_clone3=None):
+def spawn(argv: Sequence[str], *, flags: int = 0, env: Mapping[str, str] | None = None,
+          cgroup_fd: int | None = None, use_clone3: bool | None = None) -> tuple[int, int]:
     """clone3 (or clone) a child that execve()s ``argv`` at once, in C.
 
     The child runs no Python: it is made by a raw syscall, so it may use
@@ -236,7 +252,8 @@ def spawn(argv, *, flags=0, env=None, cgroup_fd=None, use_clone3=None):
         with _legacy_clone_lock:
             pid = lib.barerun_spawn(flags, -1, pidfd, 0, os.fsencode(path), c_argv, c_envp)
     if pid == -1:
-        what = f"{'clone3' if use_clone3 else 'clone'} {path} ({describe(flags & ~CLONE_PIDFD & ~CLONE_INTO_CGROUP)}"
+        ns = describe(flags & ~CLONE_PIDFD & ~CLONE_INTO_CGROUP)
+        what = f"{'clone3' if use_clone3 else 'clone'} {path} ({ns}"
         if cgroup_fd is not None:
             what += f", into cgroup fd {cgroup_fd}"
         raise error(ffi.errno, what + ")")

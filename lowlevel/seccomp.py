@@ -15,20 +15,27 @@ Architectures are libseccomp's names ("x86_64", "x86", "x32", "aarch64").
 Errors are OSError(errno, "seccomp <what> <which>: <strerror>").
 """
 
+from __future__ import annotations
+
 import errno
 import os
 
 from ._ffi import ffi, lib
 from ._trace import error, trace
 
-ALLOW = lib.SCMP_ACT_ALLOW
-LOG = lib.SCMP_ACT_LOG
-TRAP = lib.SCMP_ACT_TRAP
-KILL_THREAD = lib.SCMP_ACT_KILL_THREAD
-KILL_PROCESS = lib.SCMP_ACT_KILL_PROCESS
-NOTIFY = lib.SCMP_ACT_NOTIFY
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, Self
 
-CMP = {
+ALLOW: int = lib.SCMP_ACT_ALLOW
+LOG: int = lib.SCMP_ACT_LOG
+TRAP: int = lib.SCMP_ACT_TRAP
+KILL_THREAD: int = lib.SCMP_ACT_KILL_THREAD
+KILL_PROCESS: int = lib.SCMP_ACT_KILL_PROCESS
+NOTIFY: int = lib.SCMP_ACT_NOTIFY
+
+CMP: dict[str, int] = {
     "SCMP_CMP_NE": lib.SCMP_CMP_NE,
     "SCMP_CMP_LT": lib.SCMP_CMP_LT,
     "SCMP_CMP_LE": lib.SCMP_CMP_LE,
@@ -40,7 +47,7 @@ CMP = {
 _CMP_NAMES = {v: k for k, v in CMP.items()}
 
 # the filter attributes a caller may set (Filter.set_attr)
-ATTRS = {
+ATTRS: dict[str, int] = {
     "CTL_NNP": lib.SCMP_FLTATR_CTL_NNP,
     "CTL_TSYNC": lib.SCMP_FLTATR_CTL_TSYNC,
     "CTL_LOG": lib.SCMP_FLTATR_CTL_LOG,
@@ -52,24 +59,24 @@ MAX_ARGS = 6  # a syscall has at most six arguments
 _U64 = 2**64
 
 
-def act_errno(err):
+def act_errno(err: int) -> int:
     """The action "fail the syscall with errno ``err``" (0..65535)."""
     return lib.barerun_scmp_act_errno(_u16(err, "errno"))
 
 
-def act_trace(msg=0):
+def act_trace(msg: int = 0) -> int:
     """The action "notify a ptrace tracer with ``msg``" (0..65535; without a
     tracer the syscall fails with ENOSYS)."""
     return lib.barerun_scmp_act_trace(_u16(msg, "trace message"))
 
 
-def _u16(v, what):
+def _u16(v: object, what: str) -> int:
     if not isinstance(v, int) or not 0 <= v <= 0xFFFF:
         raise OSError(errno.EINVAL, f"seccomp action: {what} {v!r} is not in 0..65535")
     return v
 
 
-def action_name(action):
+def action_name(action: int) -> str:
     """"SCMP_ACT_ERRNO(1)", "SCMP_ACT_ALLOW", ... for a message or a trace."""
     fixed = {ALLOW: "SCMP_ACT_ALLOW", LOG: "SCMP_ACT_LOG", TRAP: "SCMP_ACT_TRAP",
              KILL_THREAD: "SCMP_ACT_KILL_THREAD", KILL_PROCESS: "SCMP_ACT_KILL_PROCESS",
@@ -83,23 +90,23 @@ def action_name(action):
     return hex(action)
 
 
-def version():
+def version() -> tuple[int, int, int]:
     """libseccomp's version as (major, minor, micro)."""
     v = lib.seccomp_version()
     return (v.major, v.minor, v.micro)
 
 
-def arch_token(name):
+def arch_token(name: str) -> int | None:
     """libseccomp's token for an architecture name, or None if unknown."""
     token = lib.seccomp_arch_resolve_name(name.encode())
     return token or None
 
 
-def arch_known(name):
+def arch_known(name: str) -> bool:
     return arch_token(name) is not None
 
 
-def syscall_number(name):
+def syscall_number(name: str) -> int | None:
     """The number of syscall ``name`` on the native architecture (negative
     for a "pseudo syscall" that exists only on other architectures), or
     None when libseccomp does not know the name."""
@@ -107,14 +114,14 @@ def syscall_number(name):
     return None if num == lib.__NR_SCMP_ERROR else num
 
 
-def mode(pid="self"):
+def mode(pid: int | str = "self") -> int:
     """The seccomp mode of a process (/proc/<pid>/status "Seccomp:"):
     0 none, 1 strict, 2 filter."""
     from ._proc import status_fields
     return int(status_fields(pid).get("Seccomp", "0").split()[0])
 
 
-def _check(ret, what):
+def _check(ret: int, what: str) -> int:
     """libseccomp returns -errno on failure."""
     if ret < 0:
         raise error(-ret, what)
@@ -129,7 +136,10 @@ class Filter:
     block, or garbage collection); a loaded filter stays in the kernel.
     """
 
-    def __init__(self, default_action):
+    _ctx: Any  # the scmp_filter_ctx, None once released
+    default_action: int
+
+    def __init__(self, default_action: int) -> None:
         trace("seccomp_init", default_action=action_name(default_action))
         ctx = lib.seccomp_init(default_action)
         if ctx == ffi.NULL:
@@ -145,12 +155,12 @@ class Filter:
         # report the kernel's own errno from load(), not ECANCELED
         lib.seccomp_attr_set(ctx, lib.SCMP_FLTATR_API_SYSRAWRC, 1)
 
-    def _live(self):
+    def _live(self) -> Any:
         if self._ctx is None:
             raise OSError(errno.EBADF, "seccomp: the filter context was released")
         return self._ctx
 
-    def set_attr(self, name, value):
+    def set_attr(self, name: str, value: int) -> None:
         """Set a filter attribute: "CTL_NNP", "CTL_TSYNC", "CTL_LOG" (log
         every action but ALLOW), "CTL_SSB" (no speculative store bypass
         mitigation), "ACT_BADARCH" (action for a foreign architecture)."""
@@ -161,7 +171,7 @@ class Filter:
         trace("seccomp_attr_set", attr=name, value=value)
         _check(lib.seccomp_attr_set(self._live(), attr, value), f"seccomp attr set {name}={value}")
 
-    def add_arch(self, name):
+    def add_arch(self, name: str) -> bool:
         """Make the filter cover architecture ``name`` (the native one is
         always there).  True if added, False if it was there already."""
         token = arch_token(name)
@@ -176,7 +186,8 @@ class Filter:
         _check(ret, f"seccomp arch add {name}")
         return True
 
-    def add_rule(self, action, syscall, args=()):
+    def add_rule(self, action: int, syscall: str,
+                 args: Sequence[Sequence[int | str]] = ()) -> bool:
         """Apply ``action`` to ``syscall`` (a name) when every comparison in
         ``args`` holds: (index, op, value, value_two) with op a CMP name or
         value; for SCMP_CMP_MASKED_EQ ``value`` is the mask and
@@ -192,7 +203,7 @@ class Filter:
             return False
         what = f"seccomp rule add {syscall}"
         cmps = ffi.new("struct scmp_arg_cmp[]", max(len(args), 1))
-        shown = []
+        shown: list[tuple[int, str, int | str, int | str]] = []
         for i, arg in enumerate(args):
             arg = tuple(arg)
             if len(arg) == 3:
@@ -227,7 +238,7 @@ class Filter:
         _check(ret, what)
         return True
 
-    def load(self):
+    def load(self) -> None:
         """Load the filter into the kernel for this thread (and all it
         forks and execs from now on)."""
         trace("seccomp_load", default_action=action_name(self.default_action))
@@ -237,17 +248,17 @@ class Filter:
                                         "no_new_privs loading a filter needs CAP_SYS_ADMIN)")
         _check(ret, "seccomp load filter")
 
-    def release(self):
+    def release(self) -> None:
         if self._ctx is not None:
             lib.seccomp_release(self._ctx)
             self._ctx = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "_ctx", None) is not None:
             self.release()

@@ -1,6 +1,8 @@
 """Small per-namespace and per-process settings: hostname, domainname,
 rlimits, sysctl files, oom_score_adj."""
 
+from __future__ import annotations
+
 import errno
 import math
 import os
@@ -9,45 +11,45 @@ import resource
 from ._ffi import lib
 from ._trace import check, error, proc_error, trace
 
-RLIMITS = {name: getattr(resource, name) for name in dir(resource)
-           if name.startswith("RLIMIT_")}
+RLIMITS: dict[str, int] = {name: getattr(resource, name) for name in dir(resource)
+                           if name.startswith("RLIMIT_")}
 
 
-def sethostname(name):
+def sethostname(name: str) -> None:
     """sethostname(2): the hostname of the current UTS namespace."""
     trace("sethostname", name=name)
     b = name.encode()
     check(lib.sethostname(b, len(b)), f"sethostname {name!r}")
 
 
-def setdomainname(name):
+def setdomainname(name: str) -> None:
     """setdomainname(2): the NIS domain name of the current UTS namespace."""
     trace("setdomainname", name=name)
     b = name.encode()
     check(lib.setdomainname(b, len(b)), f"setdomainname {name!r}")
 
 
-def getdomainname():
+def getdomainname() -> str:
     """The NIS domain name of the current UTS namespace."""
     return get_sysctl("kernel.domainname")
 
 
-def rlimit_number(name):
+def rlimit_number(name: str) -> int:
     try:
         return RLIMITS[name]
     except KeyError:
         raise ValueError(f"unknown rlimit {name!r}") from None
 
 
-def _limit(v):
+def _limit(v: int) -> float:
     return math.inf if v == resource.RLIM_INFINITY else v
 
 
-def _fmt(v):
+def _fmt(v: int) -> str:
     return "unlimited" if v == resource.RLIM_INFINITY else str(v)
 
 
-def setrlimit(name, soft, hard, pid=0):
+def setrlimit(name: str, soft: int, hard: int, pid: int = 0) -> None:
     """prlimit(2) of ``pid`` (0: this process).
 
     Without CAP_SYS_RESOURCE a hard limit can only be lowered; raising it
@@ -77,7 +79,7 @@ def setrlimit(name, soft, hard, pid=0):
         raise error(exc.errno, what) from None
 
 
-def getrlimit(name, pid=0):
+def getrlimit(name: str, pid: int = 0) -> tuple[int, int]:
     """(soft, hard) of rlimit ``name`` of ``pid`` (0: this process)."""
     res = rlimit_number(name)
     try:
@@ -86,7 +88,7 @@ def getrlimit(name, pid=0):
         raise error(exc.errno, f"getrlimit {name}{f' of pid {pid}' if pid else ''}") from None
 
 
-def write_proc_file(path, value):
+def write_proc_file(path: str, value: object) -> None:
     """Write a /proc or /proc/sys file (sysctl, oom_score_adj ...)."""
     trace("write", path=path, value=value)
     try:
@@ -101,7 +103,7 @@ def write_proc_file(path, value):
         os.close(fd)
 
 
-def sysctl_path(key):
+def sysctl_path(key: str) -> str:
     """The /proc/sys file of a sysctl key.
 
     "net.ipv4.ip_forward" separates with dots; a key holding a "/"
@@ -115,12 +117,12 @@ def sysctl_path(key):
     return "/proc/sys/" + "/".join(parts)
 
 
-def set_sysctl(key, value):
+def set_sysctl(key: str, value: object) -> None:
     """A sysctl such as "net.ipv4.ip_forward" through /proc/sys."""
     write_proc_file(sysctl_path(key), value)
 
 
-def get_sysctl(key):
+def get_sysctl(key: str) -> str:
     """The current value of a sysctl (stripped)."""
     path = sysctl_path(key)
     try:
@@ -130,7 +132,7 @@ def get_sysctl(key):
         raise error(exc.errno, f"read {path}") from None
 
 
-def set_oom_score_adj(value, pid="self"):
+def set_oom_score_adj(value: int, pid: int | str = "self") -> None:
     """/proc/<pid>/oom_score_adj: -1000 (never killed) .. 1000."""
     path = f"/proc/{pid}/oom_score_adj"
     try:
@@ -139,7 +141,7 @@ def set_oom_score_adj(value, pid="self"):
         raise proc_error(exc.errno, pid, f"set oom_score_adj {value!r} of pid {pid}") from None
 
 
-def link_up(name="lo"):
+def link_up(name: str = "lo") -> None:
     """Bring a network interface up (SIOCGIFFLAGS/SIOCSIFFLAGS on a socket,
     IFF_UP), in the current network namespace: a new one starts with `lo`
     down."""

@@ -16,6 +16,8 @@ whose data is a name (runc sends ``b"/dev/ptmx"``) and whose ancillary data
 carries exactly one file descriptor (SCM_RIGHTS), the pty master.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import socket
@@ -23,6 +25,10 @@ import termios
 
 from ._ffi import ffi, lib
 from ._trace import check, error, trace
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Flags for every pty end we open: read/write; never become our controlling
 # tty by accident; do not leak into programs we exec.
@@ -39,7 +45,7 @@ _MAX_FDS = 8
 
 # --- the pty pair ----------------------------------------------------------
 
-def open_pty_master(devpts_ptmx="/dev/ptmx"):
+def open_pty_master(devpts_ptmx: str = "/dev/ptmx") -> int:
     """Open a new pty master through ``devpts_ptmx`` and unlock its slave.
 
     open(ptmx) allocates the next free pty in that devpts instance; the slave
@@ -62,7 +68,7 @@ def open_pty_master(devpts_ptmx="/dev/ptmx"):
     return fd
 
 
-def pty_number(master_fd):
+def pty_number(master_fd: int) -> int:
     """The slave's number N in its devpts instance: ioctl(TIOCGPTN)."""
     trace("ioctl", fd=master_fd, req="TIOCGPTN")
     number = ffi.new("int *")
@@ -71,13 +77,13 @@ def pty_number(master_fd):
     return number[0]
 
 
-def pty_slave_name(master_fd, devpts_dir="/dev/pts"):
+def pty_slave_name(master_fd: int, devpts_dir: str = "/dev/pts") -> str:
     """The slave's path, ``<devpts_dir>/<N>``, where devpts_dir is where the
     master's devpts instance is mounted."""
     return f"{devpts_dir}/{pty_number(master_fd)}"
 
 
-def open_pty_slave(master_fd, devpts_dir="/dev/pts"):
+def open_pty_slave(master_fd: int, devpts_dir: str = "/dev/pts") -> int:
     """Open the slave of ``master_fd`` and return its fd.
 
     ioctl(TIOCGPTPEER, flags) (Linux 4.13+) opens the peer straight from the
@@ -102,7 +108,7 @@ def open_pty_slave(master_fd, devpts_dir="/dev/pts"):
 
 # --- window size and controlling terminal -----------------------------------
 
-def set_winsize(fd, rows, cols):
+def set_winsize(fd: int, rows: int, cols: int) -> None:
     """Set the window size of the terminal behind ``fd``: ioctl(TIOCSWINSZ).
 
     Master and slave share one size; the kernel sends SIGWINCH to the
@@ -118,7 +124,7 @@ def set_winsize(fd, rows, cols):
           f"ioctl TIOCSWINSZ on fd {fd}")
 
 
-def get_winsize(fd):
+def get_winsize(fd: int) -> tuple[int, int]:
     """The window size ``(rows, cols)`` of the terminal behind ``fd``:
     ioctl(TIOCGWINSZ)."""
     trace("ioctl", fd=fd, req="TIOCGWINSZ")
@@ -128,7 +134,7 @@ def get_winsize(fd):
     return size.ws_row, size.ws_col
 
 
-def set_controlling_tty(fd):
+def set_controlling_tty(fd: int) -> None:
     """Make the terminal behind ``fd`` our controlling tty: ioctl(TIOCSCTTY, 0).
 
     The caller must be a session leader without a controlling tty (call
@@ -142,7 +148,7 @@ def set_controlling_tty(fd):
 
 # --- raw mode for a relay -----------------------------------------------------
 
-def make_raw(fd):
+def make_raw(fd: int) -> list[Any]:
     """Put the terminal behind ``fd`` in raw mode; return its old attributes.
 
     Raw mode is what cfmakeraw(3) sets: no echo, no line editing (ICANON), no
@@ -169,7 +175,7 @@ def make_raw(fd):
     return old
 
 
-def restore(fd, attrs):
+def restore(fd: int, attrs: list[Any]) -> None:
     """Set terminal attributes ``attrs`` (from make_raw or
     termios.tcgetattr) on ``fd`` now: tcsetattr(TCSANOW)."""
     trace("tcsetattr", fd=fd, when="TCSANOW")
@@ -181,7 +187,7 @@ def restore(fd, attrs):
 
 # --- the console socket (runc's --console-socket) ----------------------------
 
-def connect_console_socket(path):
+def connect_console_socket(path: str) -> socket.socket:
     """Connect a SOCK_STREAM unix socket to ``path`` (close-on-exec)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -193,7 +199,7 @@ def connect_console_socket(path):
     return sock
 
 
-def send_fd(sock, fd, name):
+def send_fd(sock: socket.socket, fd: int, name: bytes) -> None:
     """Send ``fd`` over unix socket ``sock`` with ``name`` as the data.
 
     One sendmsg() whose ancillary data is one SCM_RIGHTS message holding
@@ -215,7 +221,7 @@ def send_fd(sock, fd, name):
                                  f"{len(name)} bytes")
 
 
-def recv_fd(sock):
+def recv_fd(sock: socket.socket) -> tuple[bytes, int]:
     """Receive ``(name, fd)`` sent by send_fd (or runc) on ``sock``.
 
     recvmsg(MSG_CMSG_CLOEXEC) installs the received fd with close-on-exec
@@ -230,7 +236,7 @@ def recv_fd(sock):
     except OSError as exc:
         raise error(exc.errno, f"recvmsg on console socket fd "
                                f"{sock.fileno()}") from None
-    fds = []
+    fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(data) - len(data) % 4
