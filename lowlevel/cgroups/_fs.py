@@ -8,22 +8,33 @@ function here is one such kernel operation: writes, mkdirs and rmdirs are
 traced, and a failure raises ``OSError(errno, "<op> on <path>: <strerror>")``.
 """
 
+from __future__ import annotations
+
 import os
 
 from .._trace import error, trace
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    #: a "key value" file: numbers as ints, anything else ("max") as text
+    Keyed: TypeAlias = dict[str, int | str]
+    #: what the stats_* functions of v1 and v2 return (None: "max", no limit)
+    Stats: TypeAlias = dict[str, int | str | None]
 
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 _O_WRITE = os.O_WRONLY | os.O_CLOEXEC
 
 
-def read(path):
+def read(path: str) -> str:
     """The text of an interface file, without its trailing newline."""
     try:
         fd = os.open(path, _O_READ)
     except OSError as exc:
         raise error(exc.errno, f"read on {path}") from None
     try:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -36,10 +47,10 @@ def read(path):
     return b"".join(chunks).decode().rstrip("\n")
 
 
-def read_keyed(path):
+def read_keyed(path: str) -> Keyed:
     """A "key value" file (cpu.stat, memory.stat, cgroup.events) as a dict
     of ints (values that are not numbers, such as "max", stay strings)."""
-    out = {}
+    out: Keyed = {}
     for line in read(path).splitlines():
         key, _, value = line.partition(" ")
         value = value.strip()
@@ -47,7 +58,7 @@ def read_keyed(path):
     return out
 
 
-def write(path, value):
+def write(path: str, value: object) -> None:
     """Write one value to an interface file (one write(2), as the kernel
     parses each write as a whole)."""
     text = str(value)
@@ -64,7 +75,7 @@ def write(path, value):
         os.close(fd)
 
 
-def mkdir(path):
+def mkdir(path: str) -> bool:
     """Create one cgroup directory; True if made, False if it existed.
 
     The kernel fills the new directory with the interface files of every
@@ -79,7 +90,7 @@ def mkdir(path):
     return True
 
 
-def rmdir(path):
+def rmdir(path: str) -> None:
     """Remove one cgroup directory.  The kernel refuses (EBUSY) while it
     still holds processes or child cgroups; the interface files inside do
     not count and vanish with it."""

@@ -8,6 +8,8 @@ resource controllers and the freezer are v1, the unified tree only tracks
 the processes.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import signal as _signal
@@ -18,8 +20,24 @@ from . import _fs, devices, v1, v2
 from .detect import detect
 from .resources import CONTROLLERS
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+    from typing import Protocol
 
-def _clean_rel(path):
+    from ._fs import Stats
+    from .detect import Layout
+    from .devices import Rule
+    from .resources import Resources
+
+    class _Freezer(Protocol):
+        """The freezer functions of module v1 or v2."""
+        def freeze(self, path: str, timeout: float) -> None: ...
+        def thaw(self, path: str) -> None: ...
+        def state(self, path: str) -> str: ...
+
+
+def _clean_rel(path: str | os.PathLike[str]) -> str:
     parts = [p for p in str(path).split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise ValueError(f"cgroup path {path!r}: want a relative path "
@@ -31,28 +49,28 @@ class Cgroup:
     """The cgroup ``path`` (relative to each hierarchy's root) under
     ``layout`` (default: ``detect()``)."""
 
-    def __init__(self, path, layout=None):
+    def __init__(self, path: str | os.PathLike[str], layout: Layout | None = None) -> None:
         self.rel = _clean_rel(path)
         self.layout = layout or detect()
         #: hierarchy name ("memory", "name=systemd", "unified") -> directory
-        self.paths = {name: os.path.join(mnt, self.rel)
-                      for name, mnt in self.layout.v1.items()}
+        self.paths: dict[str, str] = {name: os.path.join(mnt, self.rel)
+                                      for name, mnt in self.layout.v1.items()}
         if self.layout.unified:
             self.paths["unified"] = os.path.join(self.layout.unified, self.rel)
         # the same directory once, with its hierarchy root (co-mounted
         # controllers such as cpu,cpuacct share one directory)
-        self._dirs = {}
+        self._dirs: dict[str, str] = {}
         for name, mnt in self.layout.v1.items():
             self._dirs.setdefault(self.paths[name], mnt)
         if self.layout.unified:
             self._dirs.setdefault(self.paths["unified"], self.layout.unified)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Cgroup({self.rel!r}, mode={self.layout.mode!r})"
 
     # ------------------------------------------------------------ helpers
 
-    def _controller(self, name):
+    def _controller(self, name: str) -> tuple[str, str] | None:
         """("v1" | "v2", directory) of the hierarchy that holds controller
         ``name``, or None when no hierarchy has it."""
         if name in self.layout.v1:
@@ -61,7 +79,7 @@ class Cgroup:
             return "v2", self.paths["unified"]
         return None
 
-    def _freezer(self):
+    def _freezer(self) -> tuple[_Freezer, str]:
         """The freezer to use: the v1 one when mounted, else cgroup2's."""
         if "freezer" in self.layout.v1:
             return v1, self.paths["freezer"]
@@ -72,7 +90,7 @@ class Cgroup:
 
     # ------------------------------------------------------------ life cycle
 
-    def create(self, v2_controllers=None):
+    def create(self, v2_controllers: Collection[str] | None = None) -> None:
         """mkdir -p the cgroup in every hierarchy.
 
         v1 cpuset: cpuset.cpus/mems are copied down from the parent where
@@ -89,18 +107,18 @@ class Cgroup:
             v2.enable_controllers(self.layout.unified, self.rel,
                                   v2_controllers)
 
-    def exists(self):
+    def exists(self) -> bool:
         """True when the cgroup directory exists in at least one hierarchy
         (a half-removed cgroup still exists)."""
         return any(os.path.isdir(p) for p in self._dirs)
 
-    def attach(self, pid):
+    def attach(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into this cgroup: write
         it to cgroup.procs in every hierarchy."""
         for path in self._dirs:
             _fs.write(os.path.join(path, "cgroup.procs"), int(pid))
 
-    def join(self, unified=True):
+    def join(self, unified: bool = True) -> None:
         """Move the calling process into this cgroup (e.g. a freshly forked
         child, before it execs the container's process).
 
@@ -124,7 +142,7 @@ class Cgroup:
             else:
                 _fs.write(os.path.join(path, "cgroup.procs"), 0)
 
-    def procs(self):
+    def procs(self) -> list[int]:
         """Sorted pids in the cgroup (not its children), read from
         cgroup.procs of the freezer hierarchy (v1) or the unified one."""
         if "freezer" in self.layout.v1:
@@ -138,23 +156,23 @@ class Cgroup:
 
     # ------------------------------------------------------------ freezer
 
-    def freeze(self, timeout=2.0):
+    def freeze(self, timeout: float = 2.0) -> None:
         """Stop every process in the cgroup; returns once all are stopped
         (state FROZEN), or thaws again and raises EBUSY after ``timeout``."""
         mod, path = self._freezer()
         mod.freeze(path, timeout)
 
-    def thaw(self):
+    def thaw(self) -> None:
         """Let every process in the cgroup run again."""
         mod, path = self._freezer()
         mod.thaw(path)
 
-    def state(self):
+    def state(self) -> str:
         """"THAWED", "FREEZING" or "FROZEN"."""
         mod, path = self._freezer()
         return mod.state(path)
 
-    def kill_all(self, signal=_signal.SIGKILL):
+    def kill_all(self, signal: int = _signal.SIGKILL) -> None:
         """Send ``signal`` to every process in the cgroup.
 
         Pure v2 with SIGKILL: one write to cgroup.kill.  Otherwise the
@@ -188,7 +206,7 @@ class Cgroup:
 
     # ------------------------------------------------------------ resources
 
-    def set_resources(self, res):
+    def set_resources(self, res: Resources) -> None:
         """Write the limits in ``res`` (a Resources) to the files of the
         hierarchy that holds each controller (v1 or v2, per the layout)."""
         for name in CONTROLLERS:
@@ -207,12 +225,12 @@ class Cgroup:
                 # v2: a controller's files exist only where the parent
                 # enabled it in cgroup.subtree_control
                 if version == "v2" and os.path.isdir(path):
-                    what = exc.strerror.rsplit(": ", 1)[0]
+                    what = (exc.strerror or "").rsplit(": ", 1)[0]
                     raise error(errno.ENOENT, f"{what} ({name} controller "
                                 "not enabled, see cgroup.controllers)") from None
                 raise
 
-    def set_devices(self, rules):
+    def set_devices(self, rules: Sequence[Rule]) -> None:
         """Make ``rules`` (see ``devices``) the cgroup's device rules: the
         v1 devices hierarchy's files where it is mounted, and a BPF device
         program on the unified hierarchy where there is one (the only
@@ -225,16 +243,16 @@ class Cgroup:
         if self.layout.unified:
             devices.attach(self.paths["unified"], rules)
 
-    def stats(self):
+    def stats(self) -> dict[str, Stats]:
         """{"cpu": {...}, "memory": {...}, "pids": {...}} from whichever
         files exist; a missing file or controller leaves its keys out."""
-        out = {"cpu": {}, "memory": {}, "pids": {}}
+        out: dict[str, Stats] = {"cpu": {}, "memory": {}, "pids": {}}
         cpu, acct = self._controller("cpu"), self._controller("cpuacct")
         if cpu and cpu[0] == "v2":
             out["cpu"] = v2.stats_cpu(cpu[1])
         elif cpu or acct:
-            out["cpu"] = v1.stats_cpu(cpu and cpu[1],
-                                      acct and acct[0] == "v1" and acct[1])
+            out["cpu"] = v1.stats_cpu(cpu[1] if cpu else None,
+                                      acct[1] if acct and acct[0] == "v1" else None)
         mem = self._controller("memory")
         if mem:
             out["memory"] = (v1 if mem[0] == "v1" else v2).stats_memory(mem[1])
@@ -245,7 +263,7 @@ class Cgroup:
 
     # ------------------------------------------------------------ removal
 
-    def remove(self, timeout=1.0):
+    def remove(self, timeout: float = 1.0) -> None:
         """rmdir the cgroup in every hierarchy, then its now-empty parents
         named in the relative path (never the hierarchy root).
 
@@ -254,7 +272,7 @@ class Cgroup:
         ``timeout``.  A cgroup already gone (ENOENT) is fine; the first
         other error is raised after every hierarchy was tried."""
         deadline = time.monotonic() + timeout
-        first = None
+        first: OSError | None = None
         for path, root in self._dirs.items():
             try:
                 _remove_tree(path, deadline)
@@ -272,7 +290,7 @@ class Cgroup:
         if first is not None:
             raise first
 
-    def open_unified_fd(self):
+    def open_unified_fd(self) -> int | None:
         """An O_PATH fd of the cgroup's v2 directory, for clone3 with
         CLONE_INTO_CGROUP (the child starts inside the cgroup); None when
         there is no unified hierarchy."""
@@ -281,7 +299,7 @@ class Cgroup:
         return v2.open_dir(self.paths["unified"])
 
 
-def _mkdir_p(path, root):
+def _mkdir_p(path: str, root: str) -> None:
     """mkdir the cgroup, and its parents below ``root`` when missing (one
     mkdir in the common case where the parent exists)."""
     try:
@@ -294,7 +312,7 @@ def _mkdir_p(path, root):
         _fs.mkdir(path)
 
 
-def _remove_tree(path, deadline):
+def _remove_tree(path: str, deadline: float) -> None:
     """rmdir ``path`` after its child cgroups, retrying on EBUSY."""
     try:
         children = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]

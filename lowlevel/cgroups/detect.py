@@ -15,18 +15,40 @@ mount, usually at /sys/fs/cgroup/unified, holding the controllers v1 did
 not take).  ``/proc/self/mountinfo`` tells which it is.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 from collections import namedtuple
 
 from .._trace import error
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _Layout(NamedTuple):
+        mode: str                 # "v1", "v2" or "hybrid"
+        v1: dict[str, str]
+        unified: str | None
+
+    class _Mount(NamedTuple):
+        mount_id: int
+        parent_id: int
+        root: str
+        mountpoint: str
+        fstype: str
+        super_options: str
+else:
+    _Layout = namedtuple("Layout", "mode v1 unified")
+    _Mount = namedtuple("_Mount", "mount_id parent_id root mountpoint fstype super_options")
+
 # Words in a v1 mount's super options that are options, not controllers.
 _V1_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr",
                "cpuset_v2_mode", "favordynmods", "all", "none"}
 
 
-class Layout(namedtuple("Layout", "mode v1 unified")):
+class Layout(_Layout):
     """The cgroup hierarchies visible to this process.
 
     ``v1`` maps each v1 controller (``"memory"``) and each named hierarchy
@@ -36,10 +58,7 @@ class Layout(namedtuple("Layout", "mode v1 unified")):
     __slots__ = ()
 
 
-_Mount = namedtuple("_Mount", "mount_id parent_id root mountpoint fstype super_options")
-
-
-def _unescape(text):
+def _unescape(text: str) -> str:
     """mountinfo writes space, tab, newline and backslash as \\ooo."""
     if "\\" not in text:
         return text
@@ -54,8 +73,8 @@ def _unescape(text):
     return "".join(out)
 
 
-def _parse_mountinfo(text):
-    mounts = []
+def _parse_mountinfo(text: str) -> list[_Mount]:
+    mounts: list[_Mount] = []
     for line in text.splitlines():
         head, sep, tail = line.partition(" - ")
         if not sep:
@@ -69,17 +88,18 @@ def _parse_mountinfo(text):
     return mounts
 
 
-def _covers(outer, inner):
+def _covers(outer: str, inner: str) -> bool:
     """True when path ``outer`` is ``inner`` or one of its ancestors."""
     return (outer == inner or outer == "/"
             or inner.startswith(outer.rstrip("/") + "/"))
 
 
-def _visible(mount, by_id, mounts):
+def _visible(mount: _Mount, by_id: dict[int, _Mount], mounts: list[_Mount]) -> bool:
     """False when a later mount on the same path (or on a parent path)
     hides ``mount``: e.g. cgroup2 mounted over /sys/fs/cgroup hides the v1
     hierarchies below it, which still appear in mountinfo."""
-    chain, parent = set(), by_id.get(mount.parent_id)
+    chain: set[int] = set()
+    parent = by_id.get(mount.parent_id)
     while parent is not None and parent.mount_id not in chain:
         chain.add(parent.mount_id)
         parent = by_id.get(parent.parent_id)
@@ -90,10 +110,13 @@ def _visible(mount, by_id, mounts):
     return True
 
 
-def _parse_layout(text):
+def _parse_layout(text: str) -> Layout:
     mounts = _parse_mountinfo(text)
     by_id = {m.mount_id: m for m in mounts}
-    v1, unified, v1_roots, has_controller = {}, None, {}, False
+    v1: dict[str, str] = {}            # controller or name=... -> mountpoint
+    v1_roots: dict[str, str] = {}      # and the root of that mount
+    unified: str | None = None
+    has_controller = False
     for m in mounts:
         if m.fstype not in ("cgroup", "cgroup2"):
             continue
@@ -122,10 +145,10 @@ def _parse_layout(text):
     return Layout(mode, v1, unified)
 
 
-_cache = {}
+_cache: dict[tuple[int, int], Layout] = {}
 
 
-def detect(mountinfo_text=None, *, refresh=False):
+def detect(mountinfo_text: str | None = None, *, refresh: bool = False) -> Layout:
     """The Layout of this process's cgroup hierarchies.
 
     Without an argument /proc/self/mountinfo is read once per process and
@@ -152,9 +175,9 @@ def detect(mountinfo_text=None, *, refresh=False):
     return layout
 
 
-def parse_proc_cgroup(text):
+def parse_proc_cgroup(text: str) -> dict[str, str]:
     """Parse the text of /proc/<pid>/cgroup (see own_cgroup)."""
-    out = {}
+    out: dict[str, str] = {}
     for line in text.splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
@@ -168,7 +191,7 @@ def parse_proc_cgroup(text):
     return out
 
 
-def own_cgroup(pid=None):
+def own_cgroup(pid: int | None = None) -> dict[str, str]:
     """The cgroup a process is in, per hierarchy, read from
     /proc/<pid>/cgroup: {"memory": "/barerun/abc", "name=systemd": "/",
     "unified": "/", ...}.  ``pid=None`` means this process."""

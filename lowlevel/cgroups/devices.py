@@ -25,12 +25,26 @@ is what the v1 files do for an allow-list, so a rule set means the same on
 v1 and v2.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import struct
 
 from .._ffi import ffi, lib
 from .._trace import error, trace
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Literal, TypeAlias
+
+    #: (allow, type "a"/"b"/"c", major or None, minor or None, access "rwm")
+    Rule: TypeAlias = tuple[bool, str, int | None, int | None, str]
+    #: one eBPF instruction: (opcode, dst, src, off, imm)
+    Insn: TypeAlias = tuple[int, int, int, int, int]
+    # compile_rules' draft: jump offsets still label names, and the labels
+    _Draft: TypeAlias = tuple[int, int, int, int | str, int] | tuple[Literal["label"], str]
 
 BLOCK, CHAR = 1, 2                 # BPF_DEVCG_DEV_*
 MKNOD, READ, WRITE = 1, 2, 4       # BPF_DEVCG_ACC_*
@@ -52,7 +66,7 @@ EXIT = 0x95      # BPF_JMP | BPF_EXIT:          return r0
 R_TYPE, R_ACCESS, R_MAJOR, R_MINOR = 2, 3, 4, 5
 
 
-def rule_text(rule):
+def rule_text(rule: Rule) -> str:
     """A rule as cgroup v1 writes it: "c 1:3 rwm", "a"."""
     allow, kind, major, minor, access = rule
     if kind == "a":
@@ -60,7 +74,7 @@ def rule_text(rule):
     return f"{kind} {'*' if major is None else major}:{'*' if minor is None else minor} {access}"
 
 
-def _check(rule, i):
+def _check(rule: Rule, i: int) -> None:
     allow, kind, major, minor, access = rule
     if kind not in ("a", "b", "c"):
         raise ValueError(f"device rule {i}: type {kind!r} is not a, b or c")
@@ -71,19 +85,19 @@ def _check(rule, i):
             raise ValueError(f"device rule {i}: {name} {v} out of range")
 
 
-def compile_rules(rules):
+def compile_rules(rules: Iterable[Rule]) -> list[Insn]:
     """The BPF_PROG_TYPE_CGROUP_DEVICE program for ``rules``: a list of
     (opcode, dst, src, off, imm) instructions (see ``encode``)."""
     rules = [(bool(a), k, None if ma in (None, -1) else ma, None if mi in (None, -1) else mi, acc)
              for a, k, ma, mi, acc in rules]
     for i, rule in enumerate(rules):
         _check(rule, i)
-    prog = [  # labels are resolved below: ("label", name) and offsets by name
+    prog: list[_Draft] = [  # labels are resolved below: ("label", name) and offsets by name
         (LDXW, R_TYPE, 1, 0, 0), (AND_K, R_TYPE, 0, 0, 0xffff),
         (LDXW, R_ACCESS, 1, 0, 0), (RSH_K, R_ACCESS, 0, 0, 16),
         (LDXW, R_MAJOR, 1, 4, 0), (LDXW, R_MINOR, 1, 8, 0),
     ]
-    deny = [(MOV_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]
+    deny: list[_Draft] = [(MOV_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]
     for bit_name, bit in (("m", MKNOD), ("r", READ), ("w", WRITE)):
         done = f"done_{bit_name}"
         # not asked for this access: nothing to decide
@@ -111,14 +125,16 @@ def compile_rules(rules):
     return _resolve(prog)
 
 
-def _resolve(prog):
-    where, pc = {}, 0
+def _resolve(prog: list[_Draft]) -> list[Insn]:
+    where: dict[str, int] = {}
+    pc = 0
     for ins in prog:
         if ins[0] == "label":
             where[ins[1]] = pc
         else:
             pc += 1
-    out, pc = [], 0
+    out: list[Insn] = []
+    pc = 0
     for ins in prog:
         if ins[0] == "label":
             continue
@@ -130,13 +146,13 @@ def _resolve(prog):
     return out
 
 
-def encode(prog):
+def encode(prog: Iterable[Insn]) -> bytes:
     """struct bpf_insn[]: u8 code, u8 dst:4 src:4, s16 off, s32 imm."""
     return b"".join(struct.pack("<BBhi", code, dst | (src << 4), off, imm)
                     for code, dst, src, off, imm in prog)
 
 
-def disassemble(prog):
+def disassemble(prog: Iterable[Insn]) -> str:
     """One readable line per instruction, for the trace and for learners."""
     lines = []
     for pc, (code, dst, src, off, imm) in enumerate(prog):
@@ -155,7 +171,7 @@ def disassemble(prog):
     return "\n".join(lines)
 
 
-def load(prog):
+def load(prog: Sequence[Insn]) -> int:
     """bpf(BPF_PROG_LOAD): the program's fd (the verifier's log in the
     error when it refuses it)."""
     code = encode(prog)
@@ -173,7 +189,7 @@ def load(prog):
                 + (f" (verifier: {text[-1]})" if text else ""))
 
 
-def attached(cgroup_fd, path):
+def attached(cgroup_fd: int, path: str) -> list[int]:
     """Ids of the device programs attached to the cgroup itself (not its
     parents)."""
     count = ffi.new("unsigned int *", 64)
@@ -183,7 +199,7 @@ def attached(cgroup_fd, path):
     return [ids[i] for i in range(min(count[0], 64))]
 
 
-def attach(path, rules):
+def attach(path: str, rules: Sequence[Rule]) -> None:
     """Make ``rules`` the device rules of the cgroup v2 directory ``path``.
 
     The new program is attached (BPF_F_ALLOW_MULTI) before the ones
@@ -217,7 +233,7 @@ def attach(path, rules):
         os.close(cgfd)
 
 
-def _detach(cgfd, prog_id, path):
+def _detach(cgfd: int, prog_id: int, path: str) -> None:
     fd = lib.barerun_bpf_prog_fd(prog_id)
     if fd < 0:
         if ffi.errno == errno.ENOENT:   # already gone
@@ -231,7 +247,7 @@ def _detach(cgfd, prog_id, path):
         os.close(fd)
 
 
-def write_v1(path, rules):
+def write_v1(path: str, rules: Iterable[Rule]) -> None:
     """The rules on a v1 devices cgroup: one write per rule to
     devices.allow or devices.deny, in order."""
     from . import _fs

@@ -23,6 +23,8 @@ pids_limit          pids.max                     pids.max
 =================== ============================ =====================
 """
 
+from __future__ import annotations
+
 import errno
 
 from .._record import Record
@@ -45,17 +47,28 @@ class Resources(Record):
     _defaults = dict.fromkeys(_fields)
     __slots__ = _fields
 
-    def wants(self, controller):
+    memory_limit: int | None
+    memory_reservation: int | None
+    memory_swap: int | None
+    memory_swappiness: int | None
+    cpu_shares: int | None
+    cpu_quota: int | None
+    cpu_period: int | None
+    cpuset_cpus: str | None
+    cpuset_mems: str | None
+    pids_limit: int | None
+
+    def wants(self, controller: str) -> bool:
         """True when any field for ``controller`` is set."""
         return any(getattr(self, f) is not None for f in _FIELDS[controller])
 
-    def only(self, controller):
+    def only(self, controller: str) -> Resources:
         """A copy with the fields of ``controller`` alone (so a caller can
         tell which controller a failed write belonged to)."""
         return Resources(**{f: getattr(self, f) for f in _FIELDS[controller]})
 
 
-_FIELDS = {
+_FIELDS: dict[str, tuple[str, ...]] = {
     "memory": ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness"),
     "cpu": ("cpu_shares", "cpu_quota", "cpu_period"),
     "cpuset": ("cpuset_cpus", "cpuset_mems"),
@@ -64,7 +77,7 @@ _FIELDS = {
 CONTROLLERS = tuple(_FIELDS)
 
 
-def shares_to_weight(shares):
+def shares_to_weight(shares: int) -> int:
     """cpu.shares [2, 262144] to cpu.weight [1, 10000] (runc's linear map:
     2 -> 1, 1024 -> 39, 262144 -> 10000)."""
     if shares == 0:
@@ -72,17 +85,17 @@ def shares_to_weight(shares):
     return 1 + ((shares - 2) * 9999) // 262142
 
 
-def max_or_number(value):
+def max_or_number(value: int | None) -> str:
     """v2 files write "max" for no limit; we take -1 for that."""
     return "max" if value is None or value < 0 else str(value)
 
 
-def pids_max(limit):
+def pids_max(limit: int) -> str:
     """pids.max in both versions: a positive number, or "max"."""
     return str(limit) if limit > 0 else "max"
 
 
-def swap_v2(memory_swap, memory_limit, path):
+def swap_v2(memory_swap: int | None, memory_limit: int | None, path: str) -> int | None:
     """memory.swap.max from the OCI memory+swap total (runc's conversion):
     swap alone is total minus memory; -1 stays unlimited.  Returns None
     when nothing is to be written."""
@@ -100,7 +113,7 @@ def swap_v2(memory_swap, memory_limit, path):
     return memory_swap - memory_limit
 
 
-def cpu_max(quota, period, current_quota="max"):
+def cpu_max(quota: int | None, period: int | None, current_quota: str = "max") -> str:
     """cpu.max is "$QUOTA $PERIOD" ("max" for no quota).  The quota always
     has to be written, so without one the current quota is written back;
     without a period the kernel keeps its current period."""

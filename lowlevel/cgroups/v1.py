@@ -5,6 +5,8 @@ the directory of the cgroup *in that controller's hierarchy*
 (e.g. /sys/fs/cgroup/memory/barerun/abc).
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import time
@@ -13,10 +15,20 @@ from .._trace import error
 from . import _fs
 from .resources import pids_max
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    from ._fs import Stats
+    from .resources import Resources
+
+    _T = TypeVar("_T")
+
 # ---------------------------------------------------------------- cpuset
 
 
-def init_cpuset(root, rel):
+def init_cpuset(root: str, rel: str) -> None:
     """A new v1 cpuset cgroup starts with empty cpuset.cpus and cpuset.mems,
     and the kernel refuses (ENOSPC) to attach a process to it.  Copy both
     from the parent, level by level, wherever they are still empty."""
@@ -30,7 +42,7 @@ def init_cpuset(root, rel):
         parent = here
 
 
-def set_cpuset(path, res):
+def set_cpuset(path: str, res: Resources) -> None:
     """cpuset.cpus / cpuset.mems: the CPUs and memory nodes allowed
     (same files in v2)."""
     if res.cpuset_cpus is not None:
@@ -41,7 +53,7 @@ def set_cpuset(path, res):
 # ---------------------------------------------------------------- pids
 
 
-def set_pids(path, res):
+def set_pids(path: str, res: Resources) -> None:
     """pids.max: fork() and clone() fail with EAGAIN once the cgroup holds
     that many tasks (same file in v2)."""
     if res.pids_limit is not None:
@@ -50,7 +62,7 @@ def set_pids(path, res):
 # ---------------------------------------------------------------- memory
 
 
-def set_memory(path, res):
+def set_memory(path: str, res: Resources) -> None:
     """memory.limit_in_bytes (RAM), memory.memsw.limit_in_bytes (RAM plus
     swap, present only with swap accounting) and memory.soft_limit_in_bytes
     (reclaimed down to under pressure).
@@ -87,7 +99,7 @@ def set_memory(path, res):
 # ---------------------------------------------------------------- cpu
 
 
-def set_cpu(path, res):
+def set_cpu(path: str, res: Resources) -> None:
     """cpu.shares (relative weight), cpu.cfs_period_us and cpu.cfs_quota_us
     (at most quota microseconds of CPU time per period)."""
     if res.cpu_shares is not None:
@@ -111,7 +123,7 @@ def set_cpu(path, res):
 # ---------------------------------------------------------------- freezer
 
 
-def freeze(path, timeout):
+def freeze(path: str, timeout: float) -> None:
     """Write FROZEN to freezer.state and wait until it reads FROZEN.
 
     The kernel stops each task at its next return to user space; until all
@@ -136,34 +148,34 @@ def freeze(path, timeout):
         _fs.write(state_file, "FROZEN")
 
 
-def thaw(path):
+def thaw(path: str) -> None:
     """Write THAWED to freezer.state: every task runs again."""
     _fs.write(os.path.join(path, "freezer.state"), "THAWED")
 
 
-def state(path):
+def state(path: str) -> str:
     """freezer.state: THAWED, FREEZING or FROZEN."""
     return _fs.read(os.path.join(path, "freezer.state"))
 
 # ---------------------------------------------------------------- stats
 
 
-def _try(fn, *args):
+def _try(fn: Callable[..., _T], *args: Any) -> _T | None:
     try:
         return fn(*args)
     except (OSError, ValueError):
         return None
 
 
-def _put(out, key, value):
+def _put(out: Stats, key: str, value: int | str | None) -> None:
     if value is not None:
         out[key] = value
 
 
-def stats_cpu(cpu_path, cpuacct_path):
+def stats_cpu(cpu_path: str | None, cpuacct_path: str | None) -> Stats:
     """cpuacct.usage / usage_user / usage_sys (ns) and cpu.stat
     (throttling: nr_periods, nr_throttled, throttled_time in ns)."""
-    out = {}
+    out: Stats = {}
     if cpuacct_path:
         for key, name in (("usage", "cpuacct.usage"),
                           ("user", "cpuacct.usage_user"),
@@ -179,10 +191,10 @@ def stats_cpu(cpu_path, cpuacct_path):
     return out
 
 
-def stats_memory(path):
+def stats_memory(path: str) -> Stats:
     """memory.usage_in_bytes, limit_in_bytes, max_usage_in_bytes,
     failcnt (times the limit was hit) and oom_kill from memory.oom_control."""
-    out = {}
+    out: Stats = {}
     for key, name in (("usage", "memory.usage_in_bytes"),
                       ("limit", "memory.limit_in_bytes"),
                       ("max_usage", "memory.max_usage_in_bytes"),
@@ -195,9 +207,9 @@ def stats_memory(path):
     return out
 
 
-def stats_pids(path):
+def stats_pids(path: str) -> Stats:
     """pids.current and pids.max (None for "max")."""
-    out = {}
+    out: Stats = {}
     _put(out, "current", _try(lambda p: int(_fs.read(p)),
                               os.path.join(path, "pids.current")))
     limit = _try(_fs.read, os.path.join(path, "pids.max"))

@@ -6,6 +6,8 @@ cgroup only when its parent lists the controller in
 its ``cgroup.controllers``.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import select
@@ -14,11 +16,20 @@ import time
 from .._trace import error, trace
 from . import _fs
 from .resources import cpu_max, max_or_number, shares_to_weight, swap_v2
-from .v1 import set_cpuset, set_pids  # noqa: F401  (same files in v2)
-from .v1 import stats_pids  # noqa: F401  (same files in v2)
+from .v1 import set_cpuset, set_pids, stats_pids  # noqa: F401  (same files in v2)
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+    from typing import Any, TypeVar
+
+    from ._fs import Stats
+    from .resources import Resources
+
+    _T = TypeVar("_T")
 
 
-def enable_controllers(root, rel, wanted=None):
+def enable_controllers(root: str, rel: str, wanted: Collection[str] | None = None) -> None:
     """Write "+name" to cgroup.subtree_control of the root and of each
     parent on ``rel`` so the leaf gets those controllers' files.
 
@@ -51,7 +62,7 @@ def enable_controllers(root, rel, wanted=None):
 # ---------------------------------------------------------------- memory, cpu
 
 
-def set_memory(path, res):
+def set_memory(path: str, res: Resources) -> None:
     """memory.max (hard limit), memory.low (protected from reclaim) and
     memory.swap.max (swap alone, not memory + swap as in v1)."""
     if res.memory_swappiness is not None:
@@ -69,7 +80,7 @@ def set_memory(path, res):
                   max_or_number(res.memory_reservation))
 
 
-def set_cpu(path, res):
+def set_cpu(path: str, res: Resources) -> None:
     """cpu.weight (converted from shares) and cpu.max "quota period"."""
     if res.cpu_shares is not None:
         _fs.write(os.path.join(path, "cpu.weight"),
@@ -84,12 +95,12 @@ def set_cpu(path, res):
 # ---------------------------------------------------------------- freezer
 
 
-def _frozen(events_fd):
+def _frozen(events_fd: int) -> bool:
     text = os.pread(events_fd, 4096, 0).decode()
     return "frozen 1" in text.splitlines()
 
 
-def freeze(path, timeout):
+def freeze(path: str, timeout: float) -> None:
     """Write 1 to cgroup.freeze and wait for "frozen 1" in cgroup.events.
 
     The kernel signals a change of cgroup.events to poll() as POLLPRI, so
@@ -118,12 +129,12 @@ def freeze(path, timeout):
         os.close(fd)
 
 
-def thaw(path):
+def thaw(path: str) -> None:
     """Write 0 to cgroup.freeze."""
     _fs.write(os.path.join(path, "cgroup.freeze"), "0")
 
 
-def state(path):
+def state(path: str) -> str:
     """FROZEN when cgroup.events says "frozen 1", FREEZING while
     cgroup.freeze is 1 but not every task has stopped, else THAWED."""
     events = _fs.read_keyed(os.path.join(path, "cgroup.events"))
@@ -134,7 +145,7 @@ def state(path):
     return "THAWED"
 
 
-def kill(path):
+def kill(path: str) -> None:
     """Write 1 to cgroup.kill: the kernel SIGKILLs every process in the
     cgroup and its descendants, including ones forking at that moment."""
     _fs.write(os.path.join(path, "cgroup.kill"), "1")
@@ -142,18 +153,18 @@ def kill(path):
 # ---------------------------------------------------------------- stats
 
 
-def _try(fn, *args):
+def _try(fn: Callable[..., _T], *args: Any) -> _T | None:
     try:
         return fn(*args)
     except (OSError, ValueError):
         return None
 
 
-def stats_cpu(path):
+def stats_cpu(path: str) -> Stats:
     """cpu.stat: usage_usec, user_usec, system_usec and throttling
     (reported in ns, as in v1)."""
     stat = _try(_fs.read_keyed, os.path.join(path, "cpu.stat")) or {}
-    out = {}
+    out: Stats = {}
     for key, name, scale in (("usage", "usage_usec", 1000),
                              ("user", "user_usec", 1000),
                              ("system", "system_usec", 1000),
@@ -165,11 +176,11 @@ def stats_cpu(path):
     return out
 
 
-def stats_memory(path):
+def stats_memory(path: str) -> Stats:
     """memory.current, memory.max (None for "max"), memory.peak,
     memory.swap.max, and from memory.events: max (as failcnt) and
     oom_kill."""
-    out = {}
+    out: Stats = {}
     for key, name in (("usage", "memory.current"), ("limit", "memory.max"),
                       ("max_usage", "memory.peak"),
                       ("swap_limit", "memory.swap.max")):
@@ -183,7 +194,7 @@ def stats_memory(path):
     return out
 
 
-def open_dir(path):
+def open_dir(path: str) -> int:
     """An O_PATH directory fd of the cgroup, for clone3(CLONE_INTO_CGROUP)."""
     trace("cgroup.open", path=path, flags="O_DIRECTORY|O_PATH|O_CLOEXEC")
     try:
