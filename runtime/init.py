@@ -59,8 +59,11 @@ def report_failure(fd, exc, where):
     if isinstance(exc, Fail):
         rec = (exc.step, exc.message, exc.errno, exc.path)
     elif isinstance(exc, rootfs.StepError):
-        rec = (exc.step, getattr(exc.exc, "strerror", None) or str(exc.exc),
-               getattr(exc.exc, "errno", None), exc.path)
+        # the step names the spec field and the path its destination: the
+        # kernel's word is enough (not the /proc/self/fd/N the call used)
+        err = getattr(exc.exc, "errno", None)
+        text = os.strerror(err) if err else (getattr(exc.exc, "strerror", None) or str(exc.exc))
+        rec = (exc.step, text, err, exc.path)
     elif isinstance(exc, InvalidSpec):
         rec = ("spec", str(exc), None, exc.field)
     else:
