@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._trace import proc_error
+from .tracing import proc_error
 
 
 def status_fields(pid: int | str = "self") -> dict[str, str]:

@@ -13,7 +13,7 @@ import prctl
 
 from ._ffi import lib
 from ._proc import status_fields
-from ._trace import check, error, trace
+from .tracing import check, error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 
-from ._trace import trace
+from .tracing import trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class SwrkError(Exception):
         super().__init__(message)
 
 
-def _rpc() -> Any:
+def rpc() -> Any:
     """pycriu's rpc_pb2 module (protobuf classes, untyped)."""
     from pycriu import rpc_pb2  # imported lazily: only checkpoint/restore need it
     return rpc_pb2
@@ -107,7 +107,7 @@ def _rpc() -> Any:
 
 def new_opts() -> Any:
     """An empty criu_opts message (pycriu's rpc_pb2)."""
-    return _rpc().criu_opts()
+    return rpc().criu_opts()
 
 
 def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
@@ -126,10 +126,10 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
     """
     import socket
 
-    rpc = _rpc()
+    rpc_pb2 = rpc()
     criu_path = criu_path or find_criu()
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    kind = rpc.criu_req_type.Name(req_type)
+    kind = rpc_pb2.criu_req_type.Name(req_type)
     trace("criu.swrk", request=kind, criu=criu_path)
     proc = None
     try:
@@ -137,7 +137,7 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
                                 pass_fds=(child.fileno(), *pass_fds), close_fds=True,
                                 preexec_fn=setup_child, stdin=subprocess.DEVNULL)
         child.close()
-        req = rpc.criu_req(type=req_type, opts=opts)
+        req = rpc_pb2.criu_req(type=req_type, opts=opts)
         try:
             parent.send(req.SerializeToString())
         except OSError as exc:  # criu is already gone (not a criu, or crashed)
@@ -151,9 +151,9 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
             if not data:
                 raise SwrkError(f"criu {kind}: criu exited without an answer "
                                 f"(exit status {proc.wait()})")
-            resp = rpc.criu_resp()
+            resp = rpc_pb2.criu_resp()
             resp.ParseFromString(data)
-            if resp.type == rpc.NOTIFY:
+            if resp.type == rpc_pb2.NOTIFY:
                 script = resp.notify.script
                 trace("criu.notify", script=script, pid=resp.notify.pid, fds=fds)
                 ok = True
@@ -170,7 +170,7 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
                         except OSError:
                             pass
                     if ok:
-                        parent.send(rpc.criu_req(type=rpc.NOTIFY,
+                        parent.send(rpc_pb2.criu_req(type=rpc_pb2.NOTIFY,
                                                  notify_success=True).SerializeToString())
                 continue
             if not resp.success:

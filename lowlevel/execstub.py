@@ -21,7 +21,7 @@ import fcntl
 import os
 
 from ._ffi import ffi, lib
-from ._trace import trace
+from .tracing import trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

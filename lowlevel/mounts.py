@@ -17,7 +17,7 @@ import re
 import stat
 
 from ._ffi import ffi, lib
-from ._trace import check, error, proc_error, trace
+from .tracing import check, error, proc_error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import select
 from collections import namedtuple
 
 from ._ffi import lib
-from ._trace import check, error, proc_error, trace
+from .tracing import check, error, proc_error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import os
 import resource
 
 from ._ffi import lib
-from ._trace import check, error, proc_error, trace
+from .tracing import check, error, proc_error, trace
 
 RLIMITS: dict[str, int] = {name: getattr(resource, name) for name in dir(resource)
                            if name.startswith("RLIMIT_")}

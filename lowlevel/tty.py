@@ -24,7 +24,7 @@ import socket
 import termios
 
 from ._ffi import ffi, lib
-from ._trace import check, error, trace
+from .tracing import check, error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

@@ -9,11 +9,18 @@ The public API (containerd's original runtime Container interface)::
 Everything not exported here is private.
 """
 
-from .container import (Container, ContainerInfo, ContainerRecord, ConsoleSize,
-                        list_containers, load)
+from .container import ConsoleSize, Container, ContainerInfo, ContainerRecord, list_containers, load
 from .create import create as _create  # `create` below is the API
-from .errors import (AlreadyExists, CheckpointError, ChildError, ContainerError, InvalidId,
-                     InvalidSpec, InvalidState, NotFound)
+from .errors import (
+    AlreadyExists,
+    CheckpointError,
+    ChildError,
+    ContainerError,
+    InvalidId,
+    InvalidSpec,
+    InvalidState,
+    NotFound,
+)
 from .io import IO
 from .status import State, Status
 from .store import DEFAULT_ROOT
@@ -49,7 +56,8 @@ def create(id, bundle, *, root=DEFAULT_ROOT, io=None, checkpoint=None, **kwargs)
 
 __all__ = [
     "create", "load", "list_containers", "Container", "ContainerInfo", "ContainerRecord",
-    "State", "Status", "IO", "ExecOpts", "Process", "CheckpointOpts", "ConsoleSize", "ContainerError", "NotFound", "AlreadyExists",
+    "State", "Status", "IO", "ExecOpts", "Process", "CheckpointOpts", "ConsoleSize",
+    "ContainerError", "NotFound", "AlreadyExists",
     "InvalidSpec", "InvalidState", "InvalidId", "CheckpointError", "ChildError",
     "DEFAULT_ROOT",
 ]

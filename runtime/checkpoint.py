@@ -106,7 +106,7 @@ def _fd_links(pid):
 def _extra_fd_links(pid):
     """{fd: link} of the init's fds from 3 on: what a restore with
     ``preserve_fds`` hands new fds for (a socket or pipe to the outside)."""
-    out = {}
+    out: dict[str, str] = {}
     try:
         names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -162,7 +162,7 @@ def checkpoint(container, opts):
 
 
 def _checkpoint(container, opts):
-    rpc = _criu._rpc()
+    rpc = _criu.rpc()
     status = container.status()
     require(status, "checkpoint", container.id)
     if not opts.path:
@@ -327,7 +327,7 @@ class RestorePlan:
     def __init__(self):
         self.io = None
         self.fds = {}
-        self.held = []
+        self.held: list[int] = []
         weakref.finalize(self, _close_all, self.held)
 
 
@@ -341,7 +341,8 @@ def prepare_restore(store, spec, checkpoint_path, *, io=None, pid_file=None,
     try:
         state = {
             "id": store.id, "status": "created", "pid": 0, "start_time": 0,
-            "bundle": spec.bundle, "rootfs": spec.rootfs, "cgroup": resources.cgroup_path(spec, store.id),
+            "bundle": spec.bundle, "rootfs": spec.rootfs,
+            "cgroup": resources.cgroup_path(spec, store.id),
             "created": rfc3339_now(),
             "annotations": spec.annotations, "owner": "",
             "restore": {"path": path, "pid_file": pid_file, "console_socket": console_socket,
@@ -399,7 +400,7 @@ def _close_all(fds):
 
 def restore(container):
     """start() of a container made from a checkpoint: CRIU restores it."""
-    rpc = _criu._rpc()
+    rpc = _criu.rpc()
     st = container.record
     plan = container.restore_plan
     info = st["restore"]

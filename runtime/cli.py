@@ -72,8 +72,8 @@ def _setup_logging(args):
     steps there); otherwise barerun never imports it: errors are written by
     _fail, and tracing is switched off."""
     if not (args.debug or args.trace):
-        from lowlevel import _trace
-        _trace.quiet()
+        from lowlevel import tracing
+        tracing.quiet()
         return
     import logging
 
@@ -570,6 +570,7 @@ def cmd_events(args):
 def _seccomp_features():
     try:
         from lowlevel import seccomp as S
+
         from . import seccomp as _unused  # noqa: F401 - barerun enforces it
         actions, arches, flags = (_spec.SECCOMP_ACTIONS, _spec.SECCOMP_ARCHES,
                                   _spec.SECCOMP_FLAGS)
@@ -584,6 +585,7 @@ def _seccomp_features():
 def features():
     """What this barerun really implements, in runc's `features` shape."""
     from lowlevel import caps
+
     from .errors import ContainerError as _E
     namespaces = []
     for ns in _spec.NAMESPACES:
@@ -608,7 +610,7 @@ def features():
         "mountOptions": sorted(options),
         "linux": {
             "namespaces": namespaces,
-            "capabilities": sorted(caps.NAMES, key=caps.NAMES.get),
+            "capabilities": sorted(caps.NAMES, key=caps.NAMES.__getitem__),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": False},
             "seccomp": _seccomp_features(),

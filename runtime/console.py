@@ -111,6 +111,8 @@ class Relay:
 
     def _copy_in(self):
         inp = self._stdin_src
+        if inp is None:
+            return
         try:
             src = inp if isinstance(inp, int) else os.open(
                 os.fspath(inp), os.O_RDONLY | os.O_CLOEXEC)

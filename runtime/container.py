@@ -353,7 +353,8 @@ class Container:
                 try:
                     cg.remove()
                 except OSError as exc:
-                    raise ContainerError(f"container {self.id}: remove cgroup {cg.rel}: {exc}") from None
+                    raise ContainerError(f"container {self.id}: remove cgroup {cg.rel}: "
+                                         f"{exc}") from None
             if self._stdio is not None:
                 self._stdio.close_stdin()
             self._store.remove()

@@ -19,11 +19,10 @@ Any failure undoes everything made so far: nothing is left behind.
 
 import os
 
-from lowlevel import cgroups
-from lowlevel import execstub
+from lowlevel import cgroups, execstub
 from lowlevel import namespaces as N
 from lowlevel import pidfd as P
-from lowlevel._record import Record
+from lowlevel.record import Record
 
 from . import io as _io
 from . import launch, resources

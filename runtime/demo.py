@@ -78,7 +78,8 @@ def main(argv=None):
                  "echo 'network:'; cat /proc/net/dev | tail -n +3 | cut -d: -f1", out)
         show(out)
 
-        say("create: namespaces, cgroup barerun/<id>, mounts, pivot_root; the init waits before exec")
+        say("create: namespaces, cgroup barerun/<id>, mounts, pivot_root; "
+            "the init waits before exec")
         bundle = os.path.join(work, "bundle")
         log = os.path.join(work, "counter.txt")
         write_bundle(bundle, default_spec(

@@ -21,7 +21,8 @@ class InvalidSpec(ContainerError):
 
     def __init__(self, field, message):
         self.field = field
-        super().__init__(f"invalid spec: {field}: {message}" if field else f"invalid spec: {message}")
+        super().__init__(f"invalid spec: {field}: {message}" if field
+                         else f"invalid spec: {message}")
 
 
 class InvalidState(ContainerError):

@@ -17,7 +17,6 @@ its config.json, kept in its state), as with runc.
 
 import json
 import os
-import signal as _signal
 from dataclasses import dataclass
 
 from lowlevel import execstub
@@ -164,7 +163,7 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         stdio.close_child_side()
         if chan is not None:
             chan.after_fork()
-        seen = {}
+        seen: dict = {}
         try:
             sync.serve(helper, until_exec=True, program=proc.args[0], seen=seen)
         except BaseException:
@@ -237,8 +236,15 @@ def _child(stdio, sync, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
 def _grandchild(w, proc, sock, sfilter, stub):
     """The exec'd process, born in the container's pid namespace: its
     session and console, the process spec, then execve.  Never returns."""
-    from .init import (Fail, child_console, environ, find_executable, prepare_process,
-                       report_failure, stop_point)
+    from .init import (
+        Fail,
+        child_console,
+        environ,
+        find_executable,
+        prepare_process,
+        report_failure,
+        stop_point,
+    )
     try:
         stop_point("exec-in-pidns")
         os.setsid()

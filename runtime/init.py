@@ -28,9 +28,9 @@ from lowlevel import namespaces as N
 from lowlevel import system as S
 
 from . import rootfs
-from .launch import send
 from . import seccomp as _seccomp
 from .errors import InvalidSpec
+from .launch import send
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -59,10 +59,13 @@ def report_failure(fd, exc, where):
     if isinstance(exc, Fail):
         rec = (exc.step, exc.message, exc.errno, exc.path)
     elif isinstance(exc, rootfs.StepError):
-        # the step names the spec field and the path its destination: the
-        # kernel's word is enough (not the /proc/self/fd/N the call used)
+        # the step names the spec field and the path its destination: a
+        # message about the /proc/self/fd/N the call went through says
+        # nothing more than the kernel's word
         err = getattr(exc.exc, "errno", None)
-        text = os.strerror(err) if err else (getattr(exc.exc, "strerror", None) or str(exc.exc))
+        text = getattr(exc.exc, "strerror", None) or str(exc.exc)
+        if err and "/proc/self/fd/" in text:
+            text = os.strerror(err)
         rec = (exc.step, text, err, exc.path)
     elif isinstance(exc, InvalidSpec):
         rec = ("spec", str(exc), None, exc.field)
@@ -257,9 +260,9 @@ def log_to_report_pipe(fd):
     now the container's, whose files are host fds); None stops it.
     Nothing to do when logging was never imported (the quiet CLI)."""
     _ReportHandler.fd = fd
-    logging = sys.modules.get("logging")
-    if logging is None or fd is None:
+    if "logging" not in sys.modules or fd is None:
         return
+    import logging  # loaded already: no cost
 
     class Handler(logging.Handler):
         def emit(self, record):

@@ -12,6 +12,10 @@ import errno
 import os
 import threading
 
+TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 _INHERIT = "inherit"
 
 
@@ -66,8 +70,8 @@ class Relay(threading.Thread):
 
     def __init__(self, name, src, dst):
         super().__init__(name=f"barerun-relay-{name}", daemon=True)
-        self.src = src
-        self.dst = dst  # an fd, or a function that opens one (in the thread)
+        self.src: Any = src  # an fd or a path
+        self.dst: Any = dst  # an fd, or a function that opens one (in the thread)
 
     def discard(self):
         """Close the fds of a relay that was never started."""
@@ -101,7 +105,7 @@ class Stdio:
     """The three fds handed to the container and the relays behind them."""
 
     def __init__(self):
-        self.child = [None, None, None]  # fds the child dups onto 0, 1, 2
+        self.child: list[int | None] = [None, None, None]  # fds the child dups onto 0, 1, 2
         self.relays = []
         self.stdin_writer = None  # barerun's writing side of the stdin pipe
         self._stdin_relay = None
@@ -190,6 +194,8 @@ class _StdinRelay(Relay):
 
     def __init__(self, src, w):
         super().__init__("stdin", src, w)
+        self._wake_r: Any
+        self._wake_w: Any
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
 
     def close(self):

@@ -29,13 +29,16 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Callable
-from typing import Any
 
 from lowlevel import namespaces as N
 
 from .errors import ChildError, InvalidSpec
 from .store import write_file
+
+TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _own_pidns: int | None = None
 

@@ -112,7 +112,7 @@ def pivot(root):
 
 def finish(spec):
     """Step 6, inside the new root."""
-    null = []
+    null: list[int] = []
     try:
         for path in spec.masked_paths:
             mask(path, null)
@@ -352,9 +352,9 @@ def cgroup_hierarchies(layout, dest):
     every hierarchy a cgroup mount at ``dest`` shows."""
     if layout.mode == "v2":
         return [("cgroup2", layout.unified, None, dest)]
-    out = []
+    out: list[tuple[str, str, str | None, str]] = []
     seen = set()
-    for name, mountpoint in sorted(layout.v1.items()):
+    for _name, mountpoint in sorted(layout.v1.items()):
         if mountpoint in seen:
             continue
         seen.add(mountpoint)
@@ -417,7 +417,8 @@ def mount_cgroup(rootfd, m, own=None):
     hierarchies = cgroup_hierarchies(layout, dest)
     try:
         if layout.mode == "v2":
-            mount_hierarchy(*hierarchies[0], fd)
+            fstype, mountpoint, opts, path = hierarchies[0]
+            mount_hierarchy(fstype, mountpoint, opts, path, fd)
             return
         _step(f"mount tmpfs for cgroups ({m.field})", dest, M.mount, "tmpfs", M.fd_path(fd),
               "tmpfs", flags & ~MS["MS_RDONLY"], "mode=755")
@@ -441,7 +442,7 @@ def mount_cgroup(rootfd, m, own=None):
 def make_devices(rootfd, spec, dev_is_tmpfs):
     """The OCI default devices (when /dev is the container's own tmpfs) and
     linux.devices: mknod, or a bind of the host's node where mknod is denied."""
-    devices = []
+    devices: list = []
     if dev_is_tmpfs:
         devices.extend(DEFAULT_DEVICES)
     for d in spec.devices:

@@ -10,11 +10,11 @@ silently ignored.
 import json
 import os
 import resource
-from lowlevel._record import Record
 
 from lowlevel import caps as _caps
 from lowlevel import mounts as _mounts
 from lowlevel import seccomp as _seccomp
+from lowlevel.record import Record
 
 from .errors import InvalidSpec, NotFound
 
@@ -73,17 +73,41 @@ class Mount(Record):
                  "copyup": False, "recursive": dict}
     __slots__ = _fields
 
+    destination: str
+    type: str
+    source: str
+    flags: int
+    propagation: list
+    data: str
+    bind: bool
+    field: str
+    copyup: bool
+    recursive: dict
+
 
 class Device(Record):
     _fields = ("path", "type", "major", "minor", "mode", "uid", "gid")
     _defaults = {"mode": 0o666, "uid": 0, "gid": 0}
     __slots__ = _fields
 
+    path: str
+    type: str
+    major: int
+    minor: int
+    mode: int
+    uid: int
+    gid: int
+
 
 class User(Record):
     _fields = ("uid", "gid", "additional_gids", "umask")
     _defaults = {"uid": 0, "gid": 0, "additional_gids": list, "umask": None}
     __slots__ = _fields
+
+    uid: int
+    gid: int
+    additional_gids: list
+    umask: int | None
 
 
 class Process(Record):
@@ -97,6 +121,17 @@ class Process(Record):
                  "oom_score_adj": None}
     __slots__ = _fields
 
+    args: list
+    env: list
+    cwd: str
+    user: User
+    terminal: bool
+    console_size: tuple | None
+    capabilities: dict | None
+    rlimits: list
+    no_new_privileges: bool
+    oom_score_adj: int | None
+
 
 class Resources(Record):
     # devices: (allow, type, major, minor, access)
@@ -108,6 +143,18 @@ class Resources(Record):
                  "cpu_shares": None, "cpu_quota": None, "cpu_period": None, "cpuset_cpus": None,
                  "cpuset_mems": None, "pids_limit": None, "devices": list}
     __slots__ = _fields
+
+    memory_limit: int | None
+    memory_reservation: int | None
+    memory_swap: int | None
+    memory_swappiness: int | None
+    cpu_shares: int | None
+    cpu_quota: int | None
+    cpu_period: int | None
+    cpuset_cpus: str | None
+    cpuset_mems: str | None
+    pids_limit: int | None
+    devices: list
 
     def empty(self):
         return all(getattr(self, f) in (None, []) for f in self._fields)
@@ -315,8 +362,8 @@ def parse_devices(linux):
         major = _get(d, "major", int, fld + ".major", 0)
         minor = _get(d, "minor", int, fld + ".minor", 0)
         mode = _get(d, "fileMode", int, fld + ".fileMode", 0o666)
-        out.append(Device(path, kind, major, minor, mode,
-                          _get(d, "uid", int, fld + ".uid", 0), _get(d, "gid", int, fld + ".gid", 0)))
+        out.append(Device(path, kind, major, minor, mode, _get(d, "uid", int, fld + ".uid", 0),
+                          _get(d, "gid", int, fld + ".gid", 0)))
     return out
 
 
@@ -472,6 +519,11 @@ class SeccompArg(Record):
     _fields = ("index", "value", "value_two", "op")
     __slots__ = _fields
 
+    index: int
+    value: int
+    value_two: int
+    op: str
+
 
 class SeccompSyscall(Record):
     # action: "SCMP_ACT_ERRNO" ...
@@ -480,6 +532,12 @@ class SeccompSyscall(Record):
     _fields = ("names", "action", "errno_ret", "args", "field")
     _defaults = {"errno_ret": None, "args": list, "field": ""}
     __slots__ = _fields
+
+    names: list
+    action: str
+    errno_ret: int | None
+    args: list
+    field: str
 
 
 class Seccomp(Record):
@@ -490,6 +548,12 @@ class Seccomp(Record):
     _fields = ("default_action", "default_errno_ret", "architectures", "flags", "syscalls")
     _defaults = {"default_errno_ret": None, "architectures": list, "flags": list, "syscalls": list}
     __slots__ = _fields
+
+    default_action: str
+    default_errno_ret: int | None
+    architectures: list
+    flags: list
+    syscalls: list
 
 
 SECCOMP_ACTIONS = ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS",

@@ -1,6 +1,6 @@
 """The config.json `barerun spec` writes: the same defaults as `runc spec`."""
 
-DEFAULT = {'ociVersion': '1.0.2',
+DEFAULT: dict = {'ociVersion': '1.0.2',
  'process': {'terminal': True,
              'user': {'uid': 0, 'gid': 0},
              'args': ['sh'],

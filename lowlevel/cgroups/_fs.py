@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .._trace import error, trace
+from ..tracing import error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

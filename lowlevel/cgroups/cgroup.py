@@ -15,7 +15,7 @@ import os
 import signal as _signal
 import time
 
-from .._trace import error, trace
+from ..tracing import error, trace
 from . import _fs, devices, v1, v2
 from .detect import detect
 from .resources import CONTROLLERS

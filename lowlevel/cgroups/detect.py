@@ -21,7 +21,7 @@ import errno
 import os
 from collections import namedtuple
 
-from .._trace import error
+from ..tracing import error
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

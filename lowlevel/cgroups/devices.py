@@ -32,7 +32,7 @@ import os
 import struct
 
 from .._ffi import ffi, lib
-from .._trace import error, trace
+from ..tracing import error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:

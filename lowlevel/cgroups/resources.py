@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import errno
 
-from .._record import Record
-from .._trace import error
+from ..record import Record
+from ..tracing import error
 
 
 class Resources(Record):

@@ -11,7 +11,7 @@ import errno
 import os
 import time
 
-from .._trace import error
+from ..tracing import error
 from . import _fs
 from .resources import pids_max
 

@@ -13,7 +13,7 @@ import os
 import select
 import time
 
-from .._trace import error, trace
+from ..tracing import error, trace
 from . import _fs
 from .resources import cpu_max, max_or_number, shares_to_weight, swap_v2
 from .v1 import set_cpuset, set_pids, stats_pids  # noqa: F401  (same files in v2)

@@ -1,4 +1,4 @@
-"""lowlevel._trace: the barerun.trace logger and OSErrors that name what
+"""lowlevel.tracing: the barerun.trace logger and OSErrors that name what
 failed, checked against real failing syscalls."""
 
 import errno
@@ -7,19 +7,20 @@ import os
 
 import pytest
 
-from lowlevel import _trace, caps, mounts
+from lowlevel import caps, mounts, tracing
 from lowlevel._ffi import ffi, lib
+
 from .helpers import dead_pid, no_leaks  # noqa: F401
 
 
 def test_trace_logs_at_debug_only(caplog):
     with caplog.at_level(logging.INFO, logger="barerun.trace"):
-        _trace.trace("mount", source="a", target="/b")
+        tracing.trace("mount", source="a", target="/b")
     assert caplog.records == []
     with caplog.at_level(logging.DEBUG, logger="barerun.trace"):
-        _trace.trace("mount", source="a", target="/b")
+        tracing.trace("mount", source="a", target="/b")
         # an argument named "op" must not clash with the operation
-        _trace.trace("prctl", op="PR_SET_KEEPCAPS", value=1)
+        tracing.trace("prctl", op="PR_SET_KEEPCAPS", value=1)
     assert [r.getMessage() for r in caplog.records] == [
         "mount source='a' target='/b'", "prctl op='PR_SET_KEEPCAPS' value=1"]
 
@@ -36,32 +37,32 @@ def test_lowlevel_calls_are_traced(caplog):
 
 
 def test_error_builds_the_matching_subclass():
-    e = _trace.error(errno.ENOENT, "open /x")
+    e = tracing.error(errno.ENOENT, "open /x")
     assert isinstance(e, FileNotFoundError)
     assert e.errno == errno.ENOENT
     assert str(e) == "[Errno 2] open /x: No such file or directory"
-    assert isinstance(_trace.error(errno.EPERM, "x"), PermissionError)
+    assert isinstance(tracing.error(errno.EPERM, "x"), PermissionError)
 
 
 def test_proc_error_turns_a_vanished_process_into_esrch():
     pid = dead_pid()
-    e = _trace.proc_error(errno.ENOENT, pid, f"read /proc/{pid}/stat")
+    e = tracing.proc_error(errno.ENOENT, pid, f"read /proc/{pid}/stat")
     assert isinstance(e, ProcessLookupError)
     assert f"no process with pid {pid}" in str(e)
     # a missing file of a live process stays ENOENT
-    e = _trace.proc_error(errno.ENOENT, os.getpid(), "read /proc/x/nothing")
+    e = tracing.proc_error(errno.ENOENT, os.getpid(), "read /proc/x/nothing")
     assert isinstance(e, FileNotFoundError)
-    e = _trace.proc_error(errno.ENOENT, "self", "read /proc/self/nothing")
+    e = tracing.proc_error(errno.ENOENT, "self", "read /proc/self/nothing")
     assert isinstance(e, FileNotFoundError)
-    e = _trace.proc_error(errno.EACCES, pid, "x")
+    e = tracing.proc_error(errno.EACCES, pid, "x")
     assert isinstance(e, PermissionError)
 
 
 def test_check_raises_with_the_errno_of_the_call():
-    assert _trace.check(0, "fine") == 0
-    assert _trace.check(5, "fine") == 5
+    assert tracing.check(0, "fine") == 0
+    assert tracing.check(5, "fine") == 5
     with pytest.raises(OSError) as ei:
-        _trace.check(lib.umount2(b"/nonexistent/barerun", 0), "umount /nonexistent/barerun")
+        tracing.check(lib.umount2(b"/nonexistent/barerun", 0), "umount /nonexistent/barerun")
     assert ei.value.errno == errno.ENOENT
     assert str(ei.value) == "[Errno 2] umount /nonexistent/barerun: No such file or directory"
     # the errno is the one saved right after the C call
