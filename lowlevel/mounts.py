@@ -127,12 +127,27 @@ def _attrs(names: Iterable[str]) -> int:
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     """openat2(2) with resolve flags (RESOLVE_IN_ROOT ...)."""
-    trace("openat2", dirfd=dirfd, path=path, flags=flags, resolve=resolve)
-    fd = lib.barerun_openat2(dirfd, os.fsencode(path), flags | os.O_CLOEXEC, mode, resolve)
+    flags |= os.O_CLOEXEC
+    trace("openat2", dirfd=dirfd, path=path, flags=open_flag_names(flags),
+          resolve=_resolve_names(resolve).strip(" ()") or "0")
+    fd = lib.barerun_openat2(dirfd, os.fsencode(path), flags, mode, resolve)
     if fd == -1:
         err = ffi.errno
         raise error(err, f"openat2 {path}{_in_dir(dirfd)}{_resolve_names(resolve)}")
     return fd
+
+
+_OPEN_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND",
+               "O_NONBLOCK", "O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC", "O_PATH")
+
+
+def open_flag_names(flags: int) -> str:
+    """open(2) flags by name: "O_RDONLY|O_DIRECTORY" (O_RDONLY is 0)."""
+    names = [n for n in _OPEN_FLAGS if flags & getattr(os, n)]
+    if not flags & (os.O_WRONLY | os.O_RDWR | os.O_PATH):
+        names.insert(0, "O_RDONLY")
+    rest = flags & ~sum(getattr(os, n) for n in _OPEN_FLAGS)
+    return "|".join(names + ([hex(rest)] if rest else []))
 
 
 def _in_dir(dirfd: int) -> str:

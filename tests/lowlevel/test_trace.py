@@ -68,3 +68,17 @@ def test_check_raises_with_the_errno_of_the_call():
     # the errno is the one saved right after the C call
     lib.umount2(b"/nonexistent/barerun", 0)
     assert ffi.errno == errno.ENOENT
+
+
+def test_openat2_is_traced_with_its_flags_by_name(caplog, tmp_path):
+    root = mounts.open_root(str(tmp_path))
+    try:
+        with caplog.at_level(logging.DEBUG, logger="barerun.trace"):
+            fd = mounts.openat2(root, ".", os.O_RDONLY | os.O_DIRECTORY,
+                                resolve=mounts.RESOLVE_IN_ROOT)
+            os.close(fd)
+    finally:
+        os.close(root)
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("openat2")][0]
+    assert "flags='O_RDONLY|O_DIRECTORY|O_CLOEXEC'" in line, line
+    assert "resolve='RESOLVE_IN_ROOT'" in line, line
