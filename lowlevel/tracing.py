@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 _log: logging.Logger | None = None  # logging.getLogger("barerun.trace"), once imported
 _quiet = False  # see quiet()
+_container = ""  # see Container
 
 
 def _logger() -> logging.Logger:
@@ -39,6 +40,30 @@ def quiet() -> None:
     _quiet = True
 
 
+class Container:
+    """``with tracing.Container(cid):`` every trace record made inside
+    (also by a child forked meanwhile) carries ``container=cid``, so a
+    learner sees which container each kernel step was for."""
+
+    def __init__(self, cid: str) -> None:
+        self.cid = cid
+        self.before = ""
+
+    def __enter__(self) -> Container:
+        global _container
+        self.before, _container = _container, self.cid
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _container
+        _container = self.before
+
+
+def current_container() -> str:
+    """The container id of the enclosing ``Container`` block, or ""."""
+    return _container
+
+
 def trace(op: str, /, **args: object) -> None:
     """Report one kernel operation ``op`` with its arguments.
 
@@ -50,7 +75,7 @@ def trace(op: str, /, **args: object) -> None:
     log = _log or _logger()
     if log.isEnabledFor(10):  # logging.DEBUG
         text = " ".join(f"{k}={v!r}" for k, v in args.items())
-        log.debug("%s %s", op, text)
+        log.debug("%s %s", op, text, extra={"container": _container})
 
 
 def error(err: int | None, what: str) -> OSError:

@@ -103,7 +103,12 @@ def _setup_logging(args):
         # --trace shows every kernel step on stderr, each with the pid that
         # made it as that process sees itself (1: the container's init)
         t = logging.StreamHandler(sys.stderr)
-        t.setFormatter(logging.Formatter("trace %(process)d: %(message)s"))
+
+        def container_of(record):
+            record.container = getattr(record, "container", "") or "-"
+            return True
+        t.addFilter(container_of)
+        t.setFormatter(logging.Formatter("trace %(container)s %(process)d: %(message)s"))
         tlog = logging.getLogger("barerun.trace")
         tlog.addHandler(t)
         tlog.setLevel(logging.DEBUG)

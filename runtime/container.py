@@ -12,7 +12,7 @@ import signal as _signal
 import time
 from collections import namedtuple
 
-from lowlevel import cgroups
+from lowlevel import cgroups, tracing
 from lowlevel import pidfd as P
 
 from .errors import ContainerError, InvalidState, NotFound
@@ -45,6 +45,15 @@ def _signum(sig):
         except KeyError:
             raise ContainerError(f"unknown signal {sig!r}") from None
     return int(sig)
+
+
+def _traced(method):
+    """Every trace record the operation makes names the container."""
+    def op(self, *args, **kwargs):
+        with tracing.Container(self.id):
+            return method(self, *args, **kwargs)
+    op.__name__, op.__qualname__, op.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return op
 
 
 class Container:
@@ -159,6 +168,7 @@ class Container:
 
     # ------------------------------------------------------------ start
 
+    @_traced
     def start(self):
         """Release the init waiting in CREATED: it execs the program."""
         with self._store:
@@ -199,6 +209,7 @@ class Container:
             raise InvalidState(f"container {self.id}: container not running", Status.STOPPED)
         return fd
 
+    @_traced
     def kill(self, signal, pid=0, all=False):
         """Signal the init (pid 0), one process of the container, or all."""
         sig = _signum(signal)
@@ -242,6 +253,7 @@ class Container:
 
     # ------------------------------------------------------------ wait
 
+    @_traced
     def wait(self, timeout=None):
         """The exit status of the init (128+signal for a signal death).
 
@@ -338,6 +350,7 @@ class Container:
 
     # ------------------------------------------------------------ delete
 
+    @_traced
     def delete(self, force=False):
         """Remove the container: its processes (with force), cgroup, state."""
         with self._store:
@@ -408,6 +421,7 @@ class Container:
 
     # ------------------------------------------------------------ freezer
 
+    @_traced
     def pause(self):
         """Freeze every process of the container (cgroup freezer: v1
         freezer.state, v2 cgroup.freeze); returns once they are stopped."""
@@ -418,6 +432,7 @@ class Container:
             except OSError as exc:
                 raise ContainerError(f"container {self.id}: pause: {exc}") from None
 
+    @_traced
     def resume(self):
         """Thaw a paused container."""
         with self._store:
@@ -429,6 +444,7 @@ class Container:
 
     # ------------------------------------------------------------ cgroup
 
+    @_traced
     def update(self, res):
         """Change the container's limits: ``res`` is a LinuxResources
         object (dict, as containerd's Update sends) or a parsed
@@ -466,6 +482,7 @@ class Container:
 
     # ------------------------------------------------------------ exec
 
+    @_traced
     def exec(self, opts, **kwargs):
         """Run another process (an OCI process spec in ``opts.spec``) in
         the container; returns a Process.  Refused unless RUNNING/CREATED."""
@@ -492,6 +509,7 @@ class Container:
         except OSError as exc:
             raise ContainerError(f"container {self.id}: resize terminal: {exc}") from None
 
+    @_traced
     def checkpoint(self, opts):
         """Dump the container with CRIU into opts.path (see checkpoint.py)."""
         from .checkpoint import checkpoint

@@ -19,7 +19,7 @@ Any failure undoes everything made so far: nothing is left behind.
 
 import os
 
-from lowlevel import cgroups, execstub
+from lowlevel import cgroups, execstub, tracing
 from lowlevel import namespaces as N
 from lowlevel import pidfd as P
 from lowlevel.record import Record
@@ -90,9 +90,15 @@ def fork_init(plan):
     return pid
 
 
-def create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
-           preserve_fds=0, console_socket=None, restore_options=None):
-    """Create container ``cid`` from ``bundle``; see runtime.create."""
+def create(cid, bundle, **kwargs):
+    """Create container ``cid`` from ``bundle``; see runtime.create.  Every
+    trace record made meanwhile names the container."""
+    with tracing.Container(cid):
+        return _create(cid, bundle, **kwargs)
+
+
+def _create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
+            preserve_fds=0, console_socket=None, restore_options=None):
     store = Store(root, cid)
     spec = load_bundle(bundle)
     if checkpoint is not None:

@@ -269,6 +269,7 @@ def log_to_report_pipe(fd):
             if _ReportHandler.fd is None:
                 return
             line = json.dumps({"log": record.getMessage(), "logger": record.name,
+                               "container": getattr(record, "container", ""),
                                "level": record.levelno})
             try:
                 os.write(_ReportHandler.fd, (line + "\n").encode())

@@ -162,7 +162,8 @@ def _child_log(pid: int, msg: dict) -> None:
     level = msg.get("level", logging.DEBUG)
     record = logging.makeLogRecord({
         "name": msg.get("logger", "barerun"), "levelno": level,
-        "levelname": logging.getLevelName(level), "msg": msg["log"], "process": pid})
+        "levelname": logging.getLevelName(level), "msg": msg["log"], "process": pid,
+        "container": msg.get("container", "")})
     logger = logging.getLogger(record.name)
     if logger.isEnabledFor(level):
         logger.handle(record)

@@ -9,6 +9,7 @@ is reported as the host's limit, not as a mistake in the spec.
 import errno
 
 from lowlevel import cgroups
+from lowlevel.tracing import trace
 
 from .errors import ContainerError, InvalidSpec
 
@@ -59,11 +60,13 @@ def apply(cg, res, fld="linux.resources", devices=True):
     for name in cgroups.resources.CONTROLLERS:
         if not cres.wants(name):
             continue
+        trace("step", what=f"{fld}.{_FIELD[name]}", cgroup=cg.rel)
         try:
             cg.set_resources(cres.only(name))
         except OSError as exc:
             raise _error(exc, f"{fld}.{_FIELD[name]}", name) from None
     if devices:
+        trace("step", what=f"{fld}.devices", cgroup=cg.rel)
         try:
             cg.set_devices(device_rules(res.devices))
         except OSError as exc:

@@ -20,6 +20,7 @@ import stat
 
 from lowlevel import cgroups as _cgroups
 from lowlevel import mounts as M
+from lowlevel.tracing import trace
 
 from .spec import DEFAULT_DEVICES
 
@@ -129,6 +130,10 @@ def finish(spec):
 
 
 def _step(step, path, fn, *args, **kwargs):
+    """One rootfs step: traced by its name (which names the spec field,
+    "mount devpts (mounts[3])") and path, then done; an OSError becomes a
+    StepError naming both."""
+    trace("step", what=step, path=path)
     try:
         return fn(*args, **kwargs)
     except OSError as exc:

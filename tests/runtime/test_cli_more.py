@@ -244,3 +244,18 @@ def test_usage_error_is_a_json_log_record(cli, tmp_path):
     assert len(records) == 1
     assert records[0]["level"] == "error" and "--no-such-flag" in records[0]["msg"]
     assert "T" in records[0]["time"] and records[0]["time"].endswith("Z")
+
+
+def test_trace_names_the_container_and_the_spec_field_of_each_step(cli):
+    """--trace: every line names the container; the init's steps name the
+    spec field they come from, and the parent's the resource field."""
+    def m(spec):
+        spec["linux"]["resources"]["pids"] = {"limit": 50}
+    cid = cli.new_id()
+    b = cli.bundle(["true"], m)
+    r = cli("--trace", "run", "--bundle", b, cid).ok()
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("trace ")]
+    assert lines and all(ln.startswith(f"trace {cid} ") for ln in lines), lines[:3]
+    text = "\n".join(lines)
+    assert "step what='mount proc (mounts[0])' path='/proc'" in text
+    assert "step what='linux.resources.pids'" in text
