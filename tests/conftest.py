@@ -18,6 +18,13 @@
     sh         sh(script, modify=None, ...): run(["sh", "-c", script], ...)
     private_rootfs  a copy of the busybox rootfs that a test may change
 
+Markers (for every test under tests/):
+
+    needs_syscall(name, ...)  skip unless each raw syscall is implemented
+               here (tests.lowlevel.helpers.syscall_available: probed on the
+               real kernel, under whatever seccomp filter this process has),
+               checked before the test's fixtures are set up
+
 Every container a fixture makes is force-deleted by the ``root`` finalizer
 even when the test fails.  The leftover checks are scoped to the test's
 own ids (other sessions may run at the same time); the session's end
@@ -36,6 +43,7 @@ import pytest
 import runtime
 from lowlevel import cgroups
 from tests.bundles import default_spec, make_rootfs, write_bundle
+from tests.lowlevel.helpers import needs_syscall
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 ID_PREFIX = "barerun-test-"
@@ -113,6 +121,21 @@ def pid_alive(pid):
     except OSError:
         return False
     return data[data.rindex(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+# ------------------------------------------------------------------ markers
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "needs_syscall(name, ...): skip unless each syscall does not fail "
+        "with ENOSYS (probed on this kernel, under this process's seccomp filter)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_syscall"):
+        needs_syscall(*mark.args)
 
 
 # ------------------------------------------------------------------ fixtures

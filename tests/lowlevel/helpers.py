@@ -9,11 +9,24 @@ outside.  The child always leaves through os._exit and is always reaped.
 
 Test modules import it relatively (tests/ and tests/lowlevel/ are packages)
 and import the fixtures they use (``no_leaks`` is autouse) by name.
+
+What the kernel (and any seccomp filter this process runs under) offers
+is probed, never assumed: ``syscall_available(name)`` makes the raw
+syscall with arguments it harmlessly rejects (or a call that just opens
+and closes an fd) and is False only when the answer is ENOSYS;
+``needs_syscall(name, ...)`` skips the calling test then, and the
+``needs_syscall`` marker (tests/conftest.py) does the same before the
+test's fixtures are set up.  ``seccomp_status()`` is this process's own
+"Seccomp:" and "Seccomp_filters:" from /proc/self/status.
 """
 
 import contextlib
+import ctypes
+import errno
+import functools
 import json
 import os
+import platform
 import select
 import shutil
 import signal
@@ -147,6 +160,115 @@ def dead_pid():
         os._exit(0)
     os.waitpid(pid, 0)
     return pid
+
+
+# --- what the kernel offers ---------------------------------------------------
+
+# The syscalls a test may need the real thing of.  Their numbers are the
+# same on x86_64 and in asm-generic (aarch64): every syscall added since
+# 5.1 has one number on all architectures but alpha.
+SYSCALL_NUMBERS = {
+    "pidfd_send_signal": 424,
+    "pidfd_open": 434,
+    "clone3": 435,
+    "openat2": 437,
+    "pidfd_getfd": 438,
+    "mount_setattr": 442,
+}
+_ARCHES = ("x86_64", "aarch64")
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+MOUNT_ATTR_RDONLY = 0x1
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _probe_args(name):
+    """Arguments for one harmless call of ``name``: it either opens an fd
+    (closed again) or is refused before it does anything (EINVAL, EBADF)."""
+    if name == "pidfd_open":          # a pidfd of ourselves
+        return (ctypes.c_long(os.getpid()), ctypes.c_long(0))
+    if name == "pidfd_send_signal":   # fd -1: EBADF
+        return (ctypes.c_long(-1), ctypes.c_long(0), ctypes.c_void_p(None), ctypes.c_long(0))
+    if name == "pidfd_getfd":         # pidfd -1: EBADF
+        return (ctypes.c_long(-1), ctypes.c_long(0), ctypes.c_long(0))
+    if name == "clone3":              # NULL args of size 0: EINVAL, nothing forked
+        return (ctypes.c_void_p(None), ctypes.c_long(0))
+    if name == "openat2":             # "." as a directory: an fd
+        how = _OpenHow(os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0, 0)
+        return (ctypes.c_long(AT_FDCWD), ctypes.c_char_p(b"."), ctypes.byref(how),
+                ctypes.c_long(ctypes.sizeof(how)))
+    if name == "mount_setattr":       # a real change asked of fd -1: EBADF
+        # (all-zero attributes would return 0 before looking at the fd)
+        attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+        return (ctypes.c_long(-1), ctypes.c_char_p(b""), ctypes.c_long(AT_EMPTY_PATH),
+                ctypes.byref(attr), ctypes.c_long(ctypes.sizeof(attr)))
+    raise AssertionError(f"no probe for {name}")
+
+
+@functools.cache
+def _probe(name):
+    """(available, what the call answered) for one raw syscall."""
+    if name not in SYSCALL_NUMBERS:
+        raise ValueError(f"syscall_available: unknown syscall {name!r} "
+                         f"(known: {', '.join(sorted(SYSCALL_NUMBERS))})")
+    if platform.machine() not in _ARCHES:
+        raise RuntimeError(f"syscall_available knows the numbers for {', '.join(_ARCHES)}, "
+                           f"not {platform.machine()}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    args = _probe_args(name)
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(SYSCALL_NUMBERS[name]), *args)
+    err = ctypes.get_errno()
+    if ret == 0 and name == "clone3":  # pragma: no cover - cannot happen
+        os._exit(0)  # a child after all: never let it run the tests
+    if ret >= 0:
+        if name in ("pidfd_open", "openat2"):
+            os.close(ret)
+        return True, f"returned {ret}"
+    return err != errno.ENOSYS, errno.errorcode.get(err, str(err))
+
+
+def syscall_available(name):
+    """False only when the raw syscall ``name`` fails with ENOSYS here (an
+    older kernel, or a seccomp filter answering ENOSYS for it); any other
+    answer, success or an error such as EBADF or EINVAL, means the kernel
+    implements it.  Probed once per process (forked children inherit the
+    answer with the filter)."""
+    return _probe(name)[0]
+
+
+def needs_syscall(*names):
+    """Skip the calling test unless every syscall in ``names`` is there."""
+    for name in names:
+        if not syscall_available(name):
+            pytest.skip(f"{name}: ENOSYS on this kernel/filter")
+
+
+def seccomp_status(pid="self"):
+    """(Seccomp, Seccomp_filters) of a process, read from its
+    /proc/<pid>/status: mode 0 none, 1 strict, 2 filter; the number of
+    filters it runs under (inherited ones included)."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return int(fields["Seccomp"]), int(fields.get("Seccomp_filters", "0"))
+
+
+def under_seccomp_filter():
+    """True when this process runs under a seccomp filter (mode 2)."""
+    return seccomp_status()[0] == 2
 
 
 def _children():
