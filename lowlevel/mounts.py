@@ -101,7 +101,11 @@ def mount_setattr(path: str, *, set_flags: str | Iterable[str] = (),
 
     Unlike a MS_REMOUNT|MS_BIND, it applies to a whole tree with
     AT_RECURSIVE in one call.  Flags are names from MOUNT_ATTR ("ro", ...).
+    Where the running kernel has no mount_setattr (before 5.12, or ENOSYS
+    from a seccomp filter; probed on the first call), each mount of the
+    tree is remounted (MS_BIND|MS_REMOUNT) with its own flags changed.
     """
+    global _setattr_works
     set_flags = (set_flags,) if isinstance(set_flags, str) else tuple(set_flags)
     clear_flags = (clear_flags,) if isinstance(clear_flags, str) else tuple(clear_flags)
     aset = _attrs(set_flags)
@@ -111,7 +115,59 @@ def mount_setattr(path: str, *, set_flags: str | Iterable[str] = (),
           recursive=recursive)
     what = (f"mount_setattr {path} (set {','.join(set_flags) or '-'}, "
             f"clear {','.join(clear_flags) or '-'}{', recursive' if recursive else ''})")
-    check(lib.barerun_mount_setattr(dirfd, os.fsencode(path), flags, aset, aclr, 0), what)
+    if _setattr_works is not False:
+        if lib.barerun_mount_setattr(dirfd, os.fsencode(path), flags, aset, aclr, 0) == 0:
+            _setattr_works = True
+            return
+        err = ffi.errno
+        if err != errno.ENOSYS:
+            raise error(err, what)
+        _setattr_works = False
+    if dirfd != AT_FDCWD:
+        path = os.path.join(os.readlink(fd_path(dirfd)), path)
+    _remount_tree(path, set_flags, clear_flags, recursive)
+
+
+_setattr_works: bool | None = None  # mount_setattr on this kernel: probed on first use
+
+# per-mount flags as mountinfo's options name them, and what mount_setattr calls them
+_PER_MOUNT = {"ro": "MS_RDONLY", "nosuid": "MS_NOSUID", "nodev": "MS_NODEV",
+              "noexec": "MS_NOEXEC", "noatime": "MS_NOATIME", "nodiratime": "MS_NODIRATIME",
+              "relatime": "MS_RELATIME"}
+
+
+def _remount_tree(path: str, set_flags: tuple[str, ...], clear_flags: tuple[str, ...],
+                  recursive: bool) -> None:
+    """mount_setattr's work without it: the mount at ``path`` (and with
+    ``recursive`` every mount below it, found by parent id in mountinfo),
+    each remounted MS_BIND|MS_REMOUNT with its current per-mount flags,
+    ``set_flags`` added and ``clear_flags`` taken away."""
+    real = os.path.realpath(path)
+    mounts = mountinfo()
+    top = [m for m in mounts if m["mountpoint"] == real]
+    if not top:
+        raise error(errno.EINVAL, f"remount {path}: not a mount point")
+    tree = [top[-1]]  # the last one mounted there is the one seen
+    if recursive:
+        ids = {tree[0]["id"]}
+        grew = True
+        while grew:  # mountinfo lists parents first, but do not count on it
+            grew = False
+            for m in mounts:
+                if m["parent"] in ids and m["id"] not in ids:
+                    ids.add(m["id"])
+                    tree.append(m)
+                    grew = True
+    for m in tree:
+        opts = set(m["options"].split(","))
+        opts = (opts | set(set_flags)) - set(clear_flags)
+        flags = MS["MS_BIND"] | MS["MS_REMOUNT"]
+        for name in opts & set(_PER_MOUNT):
+            flags |= MS[_PER_MOUNT[name]]
+        trace("mount", target=m["mountpoint"], flags=flag_names(flags),
+              instead_of="mount_setattr (ENOSYS)")
+        check(lib.mount(ffi.NULL, os.fsencode(m["mountpoint"]), ffi.NULL, flags, ffi.NULL),
+              f"remount {m['mountpoint']} ({flag_names(flags)})")
 
 
 def _attrs(names: Iterable[str]) -> int:

@@ -212,6 +212,9 @@ def _cstrings(items: Iterable[str]) -> tuple[list[Any], Any]:
     return keep, ffi.new("char *[]", keep + [ffi.NULL])
 
 
+_clone3_works: bool | None = None  # clone3 on this kernel (spawn): probed on first use
+
+
 def spawn(argv: Sequence[str], *, flags: int = 0, env: Mapping[str, str] | None = None,
           cgroup_fd: int | None = None, use_clone3: bool | None = None) -> tuple[int, int]:
     """clone3 (or clone) a child that execve()s ``argv`` at once, in C.
@@ -223,11 +226,15 @@ def spawn(argv: Sequence[str], *, flags: int = 0, env: Mapping[str, str] | None 
     ``argv[0]`` is the program's path (no $PATH search).
     ``use_clone3=False`` forces the legacy clone() path, which cannot place
     the child in a cgroup: combined with ``cgroup_fd`` it is a ValueError.
+    By default clone3 is used while the running kernel has it (probed on
+    the first call: ENOSYS means the legacy path from then on).
     """
+    global _clone3_works
     if not argv:
         raise ValueError("spawn needs a non-empty argv")
-    if use_clone3 is None:
-        use_clone3 = HAS_CLONE3
+    auto = use_clone3 is None
+    if auto:
+        use_clone3 = HAS_CLONE3 and _clone3_works is not False
     if cgroup_fd is not None and not use_clone3:
         raise ValueError("spawn: cgroup_fd (CLONE_INTO_CGROUP) needs clone3")
     flags |= CLONE_PIDFD
@@ -249,6 +256,16 @@ def spawn(argv: Sequence[str], *, flags: int = 0, env: Mapping[str, str] | None 
         pid = lib.barerun_spawn(flags, -1 if cgroup_fd is None else cgroup_fd, pidfd,
                                 1, os.fsencode(path), c_argv, c_envp)
     else:
+        with _legacy_clone_lock:
+            pid = lib.barerun_spawn(flags, -1, pidfd, 0, os.fsencode(path), c_argv, c_envp)
+    if pid == -1 and auto and use_clone3 and ffi.errno == errno.ENOSYS:
+        _clone3_works = False
+        if cgroup_fd is not None:
+            raise error(errno.ENOSYS, f"clone3 {path} (into cgroup fd {cgroup_fd}): "
+                        "this kernel has no clone3, and only clone3 starts a child "
+                        "in a cgroup")
+        trace("clone", flags=names_for(flags), argv=list(argv), instead_of="clone3 (ENOSYS)")
+        use_clone3 = False
         with _legacy_clone_lock:
             pid = lib.barerun_spawn(flags, -1, pidfd, 0, os.fsencode(path), c_argv, c_envp)
     if pid == -1:

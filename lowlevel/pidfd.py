@@ -1,4 +1,14 @@
-"""pidfds: a file descriptor that names one process, immune to pid reuse."""
+"""pidfds: a file descriptor that names one process, immune to pid reuse.
+
+Where the running kernel has no pidfd_open (before 5.3, or a seccomp
+filter that answers ENOSYS; probed on first use, not taken from the build
+headers), a handle is an O_DIRECTORY fd of /proc/<pid> instead: it keeps
+naming that very process (it goes stale, ESRCH, once the process is
+reaped, whatever reuses the pid), and every function here takes either:
+signals go through kill() after checking the handle is not stale, waiting
+polls /proc, waitid uses P_PID.  ``HAS_PIDFD`` tells the build headers;
+``works()`` tells the kernel.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ import os
 import select
 from collections import namedtuple
 
-from ._ffi import lib
+from ._ffi import ffi, lib
 from .tracing import check, error, proc_error, trace
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
@@ -22,18 +32,90 @@ else:
 
 HAS_PIDFD = bool(lib.HAS_PIDFD)
 
+_works: bool | None = None  # pidfd_open on this kernel: probed on first use
+_signal_works: bool | None = None  # pidfd_send_signal, likewise
+_proc_handles: dict[int, int] = {}  # /proc/<pid> handle fd -> pid (fallback only)
+
+
+def works() -> bool:
+    """True when the running kernel gives real pidfds (probed once)."""
+    if _works is None:
+        try:
+            os.close(pidfd_open(os.getpid()))
+        except OSError:
+            pass
+    return bool(_works)
+
 
 def pidfd_open(pid: int) -> int:
-    """pidfd_open(2): an fd referring to process ``pid`` (O_CLOEXEC)."""
-    trace("pidfd_open", pid=pid)
-    return check(lib.barerun_pidfd_open(pid, 0), f"pidfd_open pid {pid}")
+    """pidfd_open(2): an fd referring to process ``pid`` (O_CLOEXEC); a
+    /proc/<pid> handle where the kernel has no pidfd_open."""
+    global _works
+    if _works is not False:
+        trace("pidfd_open", pid=pid)
+        fd = lib.barerun_pidfd_open(pid, 0)
+        if fd >= 0:
+            _works = True
+            return fd
+        err = ffi.errno
+        if err != errno.ENOSYS:
+            raise error(err, f"pidfd_open pid {pid}")
+        _works = False
+    trace("open", path=f"/proc/{pid}", instead_of="pidfd_open (ENOSYS)")
+    try:
+        fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise error(errno.ESRCH, f"pidfd_open pid {pid}") from None
+    except OSError as exc:
+        raise error(exc.errno, f"pidfd_open pid {pid} (open /proc/{pid})") from None
+    _proc_handles[fd] = pid
+    return fd
+
+
+def _handle_pid(pidfd: int) -> int | None:
+    """The pid behind a /proc handle, None for a real pidfd."""
+    if _works is not False:
+        return None
+    return _proc_handles.get(pidfd)
+
+
+def _handle_state(pidfd: int) -> str:
+    """The state letter of a /proc handle's process; "" once it is reaped."""
+    try:
+        with open(os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=pidfd), "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise error(errno.EBADF, f"process handle fd {pidfd}") from None
+        return ""
+    return data[data.rindex(b")") + 2:].split()[0].decode()
 
 
 def send_signal(pidfd: int, sig: int, pid: int | None = None) -> None:
-    """pidfd_send_signal(2): signal exactly the process the pidfd names."""
-    trace("pidfd_send_signal", pidfd=pidfd, signal=int(sig), pid=pid)
+    """pidfd_send_signal(2): signal exactly the process the pidfd names
+    (kill() after a check that the handle is not stale, without pidfds)."""
+    global _signal_works
     what = f"pidfd_send_signal {int(sig)} to {f'pid {pid}' if pid else f'pidfd {pidfd}'}"
-    check(lib.barerun_pidfd_send_signal(pidfd, int(sig), 0), what)
+    hpid = _handle_pid(pidfd)
+    if hpid is None and _signal_works is not False:
+        trace("pidfd_send_signal", pidfd=pidfd, signal=int(sig), pid=pid)
+        if lib.barerun_pidfd_send_signal(pidfd, int(sig), 0) == 0:
+            _signal_works = True
+            return
+        err = ffi.errno
+        if err != errno.ENOSYS or not pid:
+            raise error(err, what)
+        _signal_works = False
+    target = hpid if hpid is not None else pid
+    if not target:
+        raise error(errno.ENOSYS, what)
+    if hpid is not None and _handle_state(pidfd) in ("", "Z", "X"):
+        raise error(errno.ESRCH, what)
+    trace("kill", pid=target, signal=int(sig), instead_of="pidfd_send_signal (ENOSYS)")
+    try:
+        os.kill(target, int(sig))
+    except OSError as exc:
+        raise error(exc.errno, what) from None
 
 
 def get_fd(pidfd: int, target_fd: int) -> int:
@@ -53,6 +135,8 @@ def wait_exit(pidfd: int, timeout: float | None = None) -> bool:
     trace("poll", pidfd=pidfd, timeout=timeout)
     if pidfd < 0:
         raise error(errno.EBADF, f"poll pidfd {pidfd}")
+    if _handle_pid(pidfd) is not None:
+        return bool(wait_any([pidfd], timeout))
     p = select.poll()
     p.register(pidfd, select.POLLIN)
     ms = None if timeout is None else max(0, int(timeout * 1000))
@@ -63,15 +147,46 @@ def wait_exit(pidfd: int, timeout: float | None = None) -> bool:
     return bool(events)
 
 
+def wait_any(pidfds: list[int], timeout: float | None = None) -> list[int]:
+    """The pidfds (of ``pidfds``) whose process exited, waiting up to
+    ``timeout`` seconds (None: for ever) for at least one; [] on timeout."""
+    if not any(_handle_pid(fd) is not None for fd in pidfds):
+        p = select.poll()
+        for fd in pidfds:
+            p.register(fd, select.POLLIN)
+        events = p.poll(None if timeout is None else max(0, int(timeout * 1000)))
+        for fd, ev in events:
+            if ev & select.POLLNVAL:
+                raise error(errno.EBADF, f"poll pidfd {fd}")
+        return [fd for fd, _ev in events]
+    # /proc handles: look every few ms (a zombie or a reaped process has exited)
+    import time
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        done = [fd for fd in pidfds if _handle_state(fd) in ("", "Z", "X")]
+        if done:
+            return done
+        if deadline is not None and time.monotonic() >= deadline:
+            return []
+        time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.02)
+
+
 def waitid(pidfd: int, options: int = os.WEXITED) -> int | None:
     """waitid(P_PIDFD): reap a child through its pidfd.
 
     Returns the exit status as a shell would: the code, or 128+signal.
     Returns None with WNOHANG when the child has not exited.
     """
-    trace("waitid", idtype="P_PIDFD", pidfd=pidfd)
+    hpid = _handle_pid(pidfd)
     try:
-        res = os.waitid(os.P_PIDFD, pidfd, options)
+        if hpid is None:
+            trace("waitid", idtype="P_PIDFD", pidfd=pidfd)
+            res = os.waitid(os.P_PIDFD, pidfd, options)
+        else:
+            trace("waitid", idtype="P_PID", pid=hpid, instead_of="P_PIDFD (no pidfds)")
+            res = os.waitid(os.P_PID, hpid, options)
     except OSError as exc:
         raise error(exc.errno, f"waitid P_PIDFD {pidfd}") from None
     if res is None:

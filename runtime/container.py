@@ -7,7 +7,6 @@ the container), the exec fifo (present until start), the freezer state.
 
 import errno
 import os
-import select
 import signal as _signal
 import time
 from collections import namedtuple
@@ -317,16 +316,12 @@ class Container:
                      if p.exit_status is None and p.pidfd >= 0}
             if not execs:
                 return P.wait_exit(fd, left)
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            for efd in execs:
-                poller.register(efd, select.POLLIN)
-            events = poller.poll(None if left is None else int(left * 1000))
-            if not events:
+            ready = P.wait_any([fd, *execs], left)
+            if not ready:
                 return False
-            if any(efd == fd for efd, _ in events):
+            if fd in ready:
                 return True
-            for efd, _ in events:
+            for efd in ready:
                 execs[efd].reap()
 
     def _reap_execs(self):
