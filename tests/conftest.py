@@ -22,8 +22,8 @@ Markers (for every test under tests/):
 
     needs_syscall(name, ...)  skip unless each raw syscall is implemented
                here (tests.lowlevel.helpers.syscall_available: probed on the
-               real kernel, under whatever seccomp filter this process has),
-               checked before the test's fixtures are set up
+               real kernel, under whatever seccomp filter this process has):
+               a skipif mark, checked before the test's fixtures are set up
 
 Every container a fixture makes is force-deleted by the ``root`` finalizer
 even when the test fails.  The leftover checks are scoped to the test's
@@ -43,7 +43,7 @@ import pytest
 import runtime
 from lowlevel import cgroups
 from tests.bundles import default_spec, make_rootfs, write_bundle
-from tests.lowlevel.helpers import needs_syscall
+from tests.lowlevel.helpers import missing_syscall_reason, syscall_available
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 ID_PREFIX = "barerun-test-"
@@ -132,10 +132,14 @@ def pytest_configure(config):
         "with ENOSYS (probed on this kernel, under this process's seccomp filter)")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    for mark in item.iter_markers("needs_syscall"):
-        needs_syscall(*mark.args)
+def pytest_collection_modifyitems(items):
+    # as a skipif mark: pytest checks it before any fixture is set up and
+    # reports the skip at the test, not here
+    for item in items:
+        for mark in item.iter_markers("needs_syscall"):
+            for name in mark.args:
+                item.add_marker(pytest.mark.skipif(not syscall_available(name),
+                                                   reason=missing_syscall_reason(name)))
 
 
 # ------------------------------------------------------------------ fixtures

@@ -247,11 +247,15 @@ def syscall_available(name):
     return _probe(name)[0]
 
 
+def missing_syscall_reason(name):
+    return f"{name}: ENOSYS on this kernel/filter"
+
+
 def needs_syscall(*names):
     """Skip the calling test unless every syscall in ``names`` is there."""
     for name in names:
         if not syscall_available(name):
-            pytest.skip(f"{name}: ENOSYS on this kernel/filter")
+            pytest.skip(missing_syscall_reason(name))
 
 
 def seccomp_status(pid="self"):
