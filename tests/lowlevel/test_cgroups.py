@@ -366,6 +366,7 @@ def test_join_moves_the_calling_process(lab):
 
 
 @needs_root
+@pytest.mark.needs_syscall("clone3")  # CLONE_INTO_CGROUP exists only there
 def test_clone_into_cgroup_with_unified_fd(lab):
     from lowlevel._ffi import ffi, lib
     cg = lab.cgroup()

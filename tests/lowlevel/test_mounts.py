@@ -149,7 +149,20 @@ def test_umount_detach_of_a_busy_mount(tmp):
     assert res["left"] == 0
 
 
-@pytest.mark.skipif(not mounts.HAS_MOUNT_SETATTR, reason="no mount_setattr(2)")
+@pytest.fixture(params=[pytest.param("mount_setattr", marks=[
+    pytest.mark.skipif(not mounts.HAS_MOUNT_SETATTR, reason="no mount_setattr(2)"),
+    pytest.mark.needs_syscall("mount_setattr")]), "remount"])
+def setattr_path(request):
+    """A mount_setattr test twice: through the syscall, and through the
+    MS_BIND|MS_REMOUNT of each mount used where it is ENOSYS (where it is,
+    the "mount_setattr" run would be the remount again: skipped)."""
+    before = mounts._setattr_works
+    mounts._setattr_works = None if request.param == "mount_setattr" else False
+    yield request.param
+    mounts._setattr_works = before
+
+
+@pytest.mark.usefixtures("setattr_path")
 def test_mount_setattr_recursive_read_only(tmp):
     top, sub = os.path.join(tmp, "top"), os.path.join(tmp, "top", "sub")
     os.mkdir(top)
@@ -178,9 +191,13 @@ def test_mount_setattr_recursive_read_only(tmp):
     assert {"nosuid", "nodev", "noexec"} <= set(res["sub_options"])
 
 
-def test_mount_setattr_errors(tmp):
+def test_mount_setattr_unknown_flag_is_a_value_error(tmp):
     with pytest.raises(ValueError, match="bogus"):
         mounts.mount_setattr(tmp, set_flags=["bogus"])
+
+
+@pytest.mark.needs_syscall("mount_setattr")  # the kernel's own errnos
+def test_mount_setattr_errors():
     with pytest.raises(FileNotFoundError) as ei:
         mounts.mount_setattr("/nonexistent/barerun", set_flags=["ro"])
     assert "mount_setattr /nonexistent/barerun (set ro" in str(ei.value)
@@ -269,10 +286,12 @@ def rootfs(tmp):
     return root, outside
 
 
-@pytest.fixture(params=["openat2", "walk"])
+@pytest.fixture(params=[pytest.param("openat2", marks=pytest.mark.needs_syscall("openat2")),
+                        "walk"])
 def resolver(request):
     """Each in-root test twice: through openat2(RESOLVE_IN_ROOT), and
-    through the component-by-component walk used where openat2 is ENOSYS."""
+    through the component-by-component walk used where openat2 is ENOSYS
+    (where it is, the "openat2" run would be the walk again: skipped)."""
     before = mounts._openat2_works
     mounts._openat2_works = None if request.param == "openat2" else False
     yield request.param
@@ -354,6 +373,7 @@ def test_open_in_root_errors_name_path_and_root(rootfs):
         mounts.open_root(os.path.join(root, "etc", "passwd"))
 
 
+@pytest.mark.needs_syscall("openat2")
 def test_openat2_plain_and_create(tmp):
     dfd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -15,6 +15,8 @@ from .helpers import (capture, child, dead_pid, hostname, no_leaks,  # noqa: F40
                               private_mount_ns, reap, run_in_child, tmp)
 
 NEW = namespaces.FLAGS
+# spawn through clone3 and through the legacy clone (only where clone3 is)
+USE_CLONE3 = [pytest.param(True, marks=pytest.mark.needs_syscall("clone3")), False]
 
 
 def ids(nsmap):
@@ -191,6 +193,7 @@ def _join_report():
             "ns": ids(namespaces.namespaces_of("self"))}
 
 
+@pytest.mark.needs_syscall("pidfd_open")  # setns(2) of a real pidfd
 def test_setns_pidfd_enters_uts_ipc_net_at_once():
     flags = namespaces.flags_for(["uts", "ipc", "net"])
     parent_ns = ids(namespaces.namespaces_of(os.getpid()))
@@ -235,18 +238,21 @@ def test_setns_pidfd_falls_back_on_einval():
     assert res["ns"]["uts"] == hns["uts"] and res["ns"]["ipc"] == hns["ipc"]
 
 
+def _proc_hiding_holder():
+    """Child body: a mount namespace with /proc hidden under a tmpfs, and
+    a UTS namespace named barerun-mntns."""
+    namespaces.unshare(NEW["mnt"] | NEW["uts"])
+    mounts.make_private("/")
+    mounts.mount("tmpfs", "/proc", "tmpfs")
+    system.sethostname("barerun-mntns")
+    return None
+
+
 def test_setns_each_opens_every_ns_file_before_entering_a_mount_ns():
     # The holder hides /proc under a tmpfs in its own mount namespace: once
     # the joiner is in that namespace, /proc/<pid>/ns/... cannot be opened
     # any more, so every file must be opened first.
-    def holder():
-        namespaces.unshare(NEW["mnt"] | NEW["uts"])
-        mounts.make_private("/")
-        mounts.mount("tmpfs", "/proc", "tmpfs")
-        system.sethostname("barerun-mntns")
-        return None
-
-    with child(holder) as (hpid, _):
+    with child(_proc_hiding_holder) as (hpid, _):
         hns = ids(namespaces.namespaces_of(hpid))
 
         def joiner():
@@ -254,6 +260,14 @@ def test_setns_each_opens_every_ns_file_before_entering_a_mount_ns():
             return {"hostname": hostname(), "proc": os.listdir("/proc")}
         res = run_in_child(joiner)
         assert res == {"hostname": "barerun-mntns", "proc": []}
+        assert hns["mnt"] != namespaces.ns_id("self", "mnt").inode
+
+
+@pytest.mark.needs_syscall("pidfd_open")  # setns(2) of a real pidfd
+def test_setns_pidfd_enters_a_mount_ns_that_hides_proc():
+    # the same through a pidfd: one setns() for both, no /proc needed
+    with child(_proc_hiding_holder) as (hpid, _):
+        hns = ids(namespaces.namespaces_of(hpid))
 
         def joiner_pidfd():
             pfd = pidfd.pidfd_open(hpid)
@@ -262,7 +276,7 @@ def test_setns_each_opens_every_ns_file_before_entering_a_mount_ns():
             finally:
                 os.close(pfd)
             return {"hostname": hostname(), "proc": os.listdir("/proc")}
-        assert run_in_child(joiner_pidfd) == res
+        assert run_in_child(joiner_pidfd) == {"hostname": "barerun-mntns", "proc": []}
         assert hns["mnt"] != namespaces.ns_id("self", "mnt").inode
 
 
@@ -280,6 +294,7 @@ def test_setns_each_dead_pid_is_esrch_and_changes_nothing():
     assert res["same"]
 
 
+@pytest.mark.needs_syscall("pidfd_open")  # a real pidfd outlives its process
 def test_setns_pidfd_of_exited_process_is_esrch():
     pid = os.fork()
     if pid == 0:  # pragma: no cover
@@ -311,7 +326,7 @@ def _spawn_and_read(tmpdir, script, **kw):
         return pid, code, f.read().split("\n")
 
 
-@pytest.mark.parametrize("use_clone3", [True, False])
+@pytest.mark.parametrize("use_clone3", USE_CLONE3)
 def test_spawn_new_uts_and_pid_namespace(tmp, use_clone3):
     me = hostname()
     flags = NEW["uts"] | NEW["pid"]
@@ -326,7 +341,7 @@ def test_spawn_new_uts_and_pid_namespace(tmp, use_clone3):
     assert hostname() == me
 
 
-@pytest.mark.parametrize("use_clone3", [True, False])
+@pytest.mark.parametrize("use_clone3", USE_CLONE3)
 def test_spawn_without_flags_passes_env_and_exit_code(tmp, use_clone3):
     _, code, lines = _spawn_and_read(
         tmp, 'echo "$$ $OUT" > "$OUT"; exit 7', use_clone3=use_clone3)
@@ -375,6 +390,7 @@ def cgroup2_dir():
         assert not os.path.exists(path)
 
 
+@pytest.mark.needs_syscall("clone3")  # CLONE_INTO_CGROUP
 def test_spawn_into_cgroup(cgroup2_dir):
     cfd = os.open(cgroup2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -400,6 +416,7 @@ def test_spawn_cgroup_needs_clone3():
         namespaces.spawn(["/bin/true"], cgroup_fd=0, use_clone3=False)
 
 
+@pytest.mark.needs_syscall("clone3")  # the kernel's errno for CLONE_INTO_CGROUP
 def test_spawn_bad_cgroup_fd_is_ebadf_naming_it():
     with pytest.raises(OSError) as ei:
         namespaces.spawn(["/bin/true"], cgroup_fd=9999)
@@ -407,6 +424,7 @@ def test_spawn_bad_cgroup_fd_is_ebadf_naming_it():
     assert "cgroup fd 9999" in str(ei.value) and "/bin/true" in str(ei.value)
 
 
+@pytest.mark.needs_syscall("clone3")  # the kernel's errno for CLONE_INTO_CGROUP
 def test_spawn_not_a_cgroup_fd_fails(tmp):
     # a directory that is not a cgroup: the kernel refuses CLONE_INTO_CGROUP
     fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -167,6 +167,7 @@ def test_send_signal_bad_fd_is_ebadf():
     assert ei.value.errno == errno.EBADF and "pidfd 9999" in str(ei.value)
 
 
+@pytest.mark.needs_syscall("pidfd_open", "pidfd_getfd")  # a real pidfd to copy from
 def test_get_fd_copies_another_processes_fd(tmp):
     path = os.path.join(tmp, "held")
     with open(path, "w") as f:

@@ -70,6 +70,7 @@ def test_check_raises_with_the_errno_of_the_call():
     assert ffi.errno == errno.ENOENT
 
 
+@pytest.mark.needs_syscall("openat2")
 def test_openat2_is_traced_with_its_flags_by_name(caplog, tmp_path):
     root = mounts.open_root(str(tmp_path))
     try:
