@@ -24,6 +24,9 @@ Markers (for every test under tests/):
                here (tests.lowlevel.helpers.syscall_available: probed on the
                real kernel, under whatever seccomp filter this process has):
                a skipif mark, checked before the test's fixtures are set up
+    criu_needs_unfiltered  (a mark to import) skip a test that runs CRIU
+               when this process is under a seccomp filter (Seccomp: 2 in
+               /proc/self/status), which CRIU cannot work under
 
 Every container a fixture makes is force-deleted by the ``root`` finalizer
 even when the test fails.  The leftover checks are scoped to the test's
@@ -43,7 +46,8 @@ import pytest
 import runtime
 from lowlevel import cgroups
 from tests.bundles import default_spec, make_rootfs, write_bundle
-from tests.lowlevel.helpers import missing_syscall_reason, syscall_available
+from tests.lowlevel.helpers import (missing_syscall_reason, seccomp_status,  # noqa: F401
+                                    syscall_available, under_seccomp_filter)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 ID_PREFIX = "barerun-test-"
@@ -124,6 +128,18 @@ def pid_alive(pid):
 
 
 # ------------------------------------------------------------------ markers
+
+# CRIU suspends the seccomp filter of each task it dumps
+# (PTRACE_O_SUSPEND_SECCOMP), which the kernel refuses (EPERM) to a tracer
+# that is under seccomp itself -- and CRIU, started by barerun, inherits
+# this process's filter, as every container does: under one, CRIU fails
+# ("suspending seccomp failed: Operation not permitted")
+criu_needs_unfiltered = pytest.mark.skipif(
+    under_seccomp_filter(),
+    reason="CRIU cannot suspend seccomp from under a filter (PTRACE_O_SUSPEND_SECCOMP "
+           f"is EPERM then): this process has Seccomp: {seccomp_status()[0]} "
+           f"with {seccomp_status()[1]} filter(s)")
+
 
 
 def pytest_configure(config):

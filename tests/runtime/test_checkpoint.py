@@ -14,6 +14,10 @@ What CRIU can and cannot dump decides how these containers are built:
   passed in as fd 3 (preserve_fds).  CRIU finds a socket only in a network
   namespace of the dumped tree, so that container shares the host's.
 
+Every test that runs CRIU is skipped when this process is under a seccomp
+filter (``criu_needs_unfiltered``): CRIU inherits it and then cannot
+suspend the dumped tasks' seccomp.
+
 Every test cleans up through the ``root`` fixture (force delete of every
 container made under it, then checks for cgroups and mounts left) and the
 ``images`` fixture (removes the checkpoint directories).
@@ -36,8 +40,8 @@ import pytest
 import runtime
 from lowlevel import criu
 from runtime.bundle import default_spec
-from tests.conftest import (cgroup_dirs, host_mounts_with, new_container_id, read,
-                            wait_for)
+from tests.conftest import (cgroup_dirs, criu_needs_unfiltered, host_mounts_with,
+                            new_container_id, read, wait_for)
 
 BARERUN = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "barerun")
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done"
@@ -165,6 +169,7 @@ def no_criu_mounts():
 # ------------------------------------------------------------------ counter
 
 
+@criu_needs_unfiltered
 def test_exit_checkpoint_then_restore_counts_on(create, root, images, tmp_path):
     o = start_counter(create)
     c = o.c
@@ -197,6 +202,7 @@ def test_exit_checkpoint_then_restore_counts_on(create, root, images, tmp_path):
     r.delete()
 
 
+@criu_needs_unfiltered
 def test_leave_running_checkpoint_keeps_counting(create, images):
     o = start_counter(create)
     c = o.c
@@ -213,6 +219,7 @@ def test_leave_running_checkpoint_keeps_counting(create, images):
     assert json.load(open(os.path.join(ck, "barerun.json")))["options"]["exit"] is False
 
 
+@criu_needs_unfiltered
 def test_restore_twice_from_the_same_images(create, root, images, tmp_path):
     o = start_counter(create)
     c = o.c
@@ -306,6 +313,7 @@ def start_tcp(create):
     return o, conns
 
 
+@criu_needs_unfiltered
 def test_tcp_connection_refused_without_allow_tcp(create, images):
     o, conns = start_tcp(create)
     c = o.c
@@ -332,6 +340,7 @@ def test_tcp_connection_refused_without_allow_tcp(create, images):
     assert not os.path.exists(os.path.join(ck, "barerun.json"))
 
 
+@criu_needs_unfiltered
 def test_tcp_connection_survives_restore_with_allow_tcp(create, root, images, tmp_path):
     o, conns = start_tcp(create)
     c = o.c
@@ -385,6 +394,7 @@ def _host_net(spec):
                                    if n["type"] != "network"]
 
 
+@criu_needs_unfiltered
 def test_external_unix_socket(root, bundle, images, tmp_path):
     b = bundle(["sh", "-c", "while read l <&3; do echo got:$l; done"], _host_net)
     out = str(tmp_path / "unix.out")
@@ -448,6 +458,7 @@ def test_external_unix_socket(root, bundle, images, tmp_path):
 # ------------------------------------------------------------------ terminal
 
 
+@criu_needs_unfiltered
 def test_terminal_restored_with_a_working_console(root, bundle, images, tmp_path):
     b = bundle(["sh"], lambda s: s["process"].update(terminal=True))
     out1 = str(tmp_path / "tty1.out")
@@ -495,6 +506,7 @@ def test_terminal_restored_with_a_working_console(root, bundle, images, tmp_path
 # ------------------------------------------------------------------ memory
 
 
+@criu_needs_unfiltered
 def test_256_mib_of_memory_restored_bit_for_bit(root, bundle, images, tmp_path):
     """256 MiB of random data held in anonymous memory (dd's buffer, blocked
     writing into a pipe nobody reads yet), its sha256 taken before the
@@ -549,6 +561,7 @@ def test_256_mib_of_memory_restored_bit_for_bit(root, bundle, images, tmp_path):
 # ------------------------------------------------------------------ failures
 
 
+@criu_needs_unfiltered
 def test_failed_restore_leaves_checkpoint_and_state(create, root, bundle, images, tmp_path):
     o = start_counter(create)
     c = o.c
@@ -679,6 +692,7 @@ class PipeCounter:
         raise AssertionError("the pipe never reached EOF")
 
 
+@criu_needs_unfiltered
 def test_cli_checkpoint_and_restore(root, bundle, images, tmp_path):
     p = subprocess.run([BARERUN, "checkpoint", "--help"], capture_output=True, text=True,
                        timeout=30)
