@@ -33,14 +33,21 @@ bytecode: venv
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-enosys lint
+
+# the source packages: ruff and mypy (configured in pyproject.toml) clean
+lint: setup
+	$(VENV)/bin/ruff check lowlevel runtime
+	$(PY) -m mypy
 
 # the lowlevel and runtime suites again with clone3, openat2, mount_setattr,
 # pidfd_open and pidfd_send_signal failing with ENOSYS (a seccomp filter
 # every process of the run inherits, tests/enosys.py): each fallback runs
-# on the real kernel.  To be folded into `test` once every fallback exists.
+# on the real kernel.
 ENOSYS_TESTS ?= tests/lowlevel tests/runtime
 
 test-enosys: setup
+	@echo "the lowlevel and runtime suites again, with clone3, openat2, mount_setattr, pidfd_open and pidfd_send_signal failing (ENOSYS):"
 	$(PY) tests/enosys.py $(PY) -m pytest -p tests.enosys $(ENOSYS_TESTS) $(PYTEST_ARGS)
 
 demo: setup

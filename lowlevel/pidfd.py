@@ -62,6 +62,8 @@ def pidfd_open(pid: int) -> int:
             raise error(err, f"pidfd_open pid {pid}")
         _works = False
     trace("open", path=f"/proc/{pid}", instead_of="pidfd_open (ENOSYS)")
+    if pid <= 0:
+        raise error(errno.EINVAL, f"pidfd_open pid {pid}")
     try:
         fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -73,10 +75,21 @@ def pidfd_open(pid: int) -> int:
 
 
 def _handle_pid(pidfd: int) -> int | None:
-    """The pid behind a /proc handle, None for a real pidfd."""
+    """The pid behind a /proc handle, None for anything else (a real pidfd,
+    or an fd number that a closed handle once had)."""
     if _works is not False:
         return None
-    return _proc_handles.get(pidfd)
+    pid = _proc_handles.get(pidfd)
+    if pid is None:
+        return None
+    try:
+        # "/proc/<pid> (deleted)" once the process is reaped: still the handle
+        if os.readlink(f"/proc/self/fd/{pidfd}") in (f"/proc/{pid}", f"/proc/{pid} (deleted)"):
+            return pid
+    except OSError:
+        pass
+    del _proc_handles[pidfd]  # closed since; the number is someone else's now
+    return None
 
 
 def _handle_state(pidfd: int) -> str:
@@ -103,11 +116,15 @@ def send_signal(pidfd: int, sig: int, pid: int | None = None) -> None:
             _signal_works = True
             return
         err = ffi.errno
-        if err != errno.ENOSYS or not pid:
+        if err != errno.ENOSYS:
             raise error(err, what)
         _signal_works = False
     target = hpid if hpid is not None else pid
     if not target:
+        try:
+            os.fstat(pidfd)
+        except OSError as exc:
+            raise error(exc.errno, what) from None
         raise error(errno.ENOSYS, what)
     if hpid is not None and _handle_state(pidfd) in ("", "Z", "X"):
         raise error(errno.ESRCH, what)
