@@ -165,20 +165,13 @@ def mount_one(rootfd, spec, m, cgroup_rel=None):
         is_file = False
     fd = _step(f"create mount destination ({m.field})", dest,
                M.mkdir_in_root, rootfd, dest, 0o755, file=is_file)
+    flags = m.flags & ~_PROPAGATION_MASK
+    extra = flags & ~_BIND_KEEP if m.bind else 0
     try:
         target = M.fd_path(fd)
-        flags = m.flags & ~_PROPAGATION_MASK
         if m.bind:
             _step(f"bind mount {src} ({m.field})", dest, M.mount, src, target, None,
                   flags & _BIND_KEEP)
-            extra = flags & ~_BIND_KEEP
-            if extra:
-                mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
-                try:
-                    _step(f"remount bind mount ({m.field})", dest, M.mount, None,
-                          M.fd_path(mfd), None, flags | MS["MS_REMOUNT"] | MS["MS_BIND"])
-                finally:
-                    os.close(mfd)
         elif m.copyup:
             mount_tmpfs_copyup(rootfd, m, fd, flags)
         else:
@@ -186,24 +179,25 @@ def mount_one(rootfd, spec, m, cgroup_rel=None):
                   flags, m.data or None)
     finally:
         os.close(fd)
-    if m.recursive:
-        # rro, rnosuid ...: the whole tree, submounts included (kernel >= 5.12)
-        mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
-        try:
+    if not (extra or m.recursive or m.propagation):
+        return
+    # the new mount, resolved once for what follows (fd names the directory
+    # under it)
+    mfd = _step(f"open the new mount ({m.field})", dest, M.open_in_root, rootfd, dest)
+    try:
+        if extra:
+            _step(f"remount bind mount ({m.field})", dest, M.mount, None,
+                  M.fd_path(mfd), None, flags | MS["MS_REMOUNT"] | MS["MS_BIND"])
+        if m.recursive:
+            # rro, rnosuid ...: the whole tree, submounts included
             _step(f"set recursive mount attributes ({m.field}.options)", dest,
                   M.mount_setattr, M.fd_path(mfd),
                   set_flags=[a for a, on in m.recursive.items() if on],
                   clear_flags=[a for a, on in m.recursive.items() if not on], recursive=True)
-        finally:
-            os.close(mfd)
-    if m.propagation:
-        mfd = _step(f"open {dest}", dest, M.open_in_root, rootfd, dest)
-        try:
-            for p in m.propagation:
-                _step(f"set propagation ({m.field})", dest, M.mount, None,
-                      M.fd_path(mfd), None, p)
-        finally:
-            os.close(mfd)
+        for p in m.propagation:
+            _step(f"set propagation ({m.field})", dest, M.mount, None, M.fd_path(mfd), None, p)
+    finally:
+        os.close(mfd)
 
 
 def mount_tmpfs_copyup(rootfd, m, fd, flags):
