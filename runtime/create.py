@@ -43,12 +43,14 @@ class InitPlan(Record):
     process.terminal), close_fds (parent-only fds to close first: the state
     lock), joined_unified (forked straight into the v2 cgroup), seccomp (a
     built lowlevel seccomp.Filter; the init loads it), stub_fd (the sealed
-    exec stub the init execs its program through).
+    exec stub the init execs its program through), sync_in (where the
+    parent's answers to the child's steps arrive).
     """
     _fields = ("spec", "process", "report_fd", "fifo_path", "cgroup", "stdio",
-               "preserve_fds", "console", "close_fds", "joined_unified", "seccomp", "stub_fd")
+               "preserve_fds", "console", "close_fds", "joined_unified", "seccomp", "stub_fd",
+               "sync_in")
     _defaults = {"preserve_fds": 0, "console": None, "close_fds": (),
-                 "joined_unified": False, "seccomp": None}
+                 "joined_unified": False, "seccomp": None, "sync_in": None}
     __slots__ = _fields
 
 
@@ -149,8 +151,8 @@ def _create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         sync = launch.Channel()
         plan = InitPlan(console=chan, spec=spec, process=spec.process, report_fd=sync.child,
                         fifo_path=store.fifo_path, cgroup=cg, stdio=stdio.child,
-                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, sync.parent),
-                        seccomp=sfilter, stub_fd=execstub.stub_fd())
+                        preserve_fds=preserve_fds, close_fds=(store.lock_fd, *sync.parent_ends()),
+                        seccomp=sfilter, stub_fd=execstub.stub_fd(), sync_in=sync.child_in)
         pid = fork_init(plan)
         sync.close_child_end()
         stdio.close_child_side()

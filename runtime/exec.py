@@ -208,9 +208,11 @@ def _child(stdio, sync, pidfd, init_pid, names, cg, proc, preserve_fds, chan=Non
     from .init import Fail, begin_child, report_failure
     w = sync.child
     try:
-        os.close(sync.parent)
+        for fd in sync.parent_ends():
+            os.close(fd)
         _io.set_child_stdio(stdio)
-        begin_child("barerun exec", w, {pidfd, stub}, preserve_fds, cg, joined_unified, chan)
+        begin_child("barerun exec", w, {pidfd, stub, sync.child_in}, preserve_fds, cg,
+                    joined_unified, chan)
         sock = None
         if chan is not None:
             try:

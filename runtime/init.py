@@ -82,8 +82,8 @@ def _init(plan):
     spec = plan.spec
     proc = plan.process
     # 1-2. a clean, private process in the container's cgroup
-    begin_child("barerun init", plan.report_fd, {plan.stub_fd}, plan.preserve_fds,
-                plan.cgroup, plan.joined_unified, plan.console)
+    begin_child("barerun init", plan.report_fd, {plan.stub_fd, plan.sync_in} - {None},
+                plan.preserve_fds, plan.cgroup, plan.joined_unified, plan.console)
     # 3. namespaces (the pid namespace was chosen by the parent at fork)
     new_flags = 0
     for kind, path in spec.namespaces.items():
@@ -170,6 +170,8 @@ def _init(plan):
     send(plan.report_fd, ready=True)
     log_to_report_pipe(None)
     os.close(plan.report_fd)
+    if plan.sync_in is not None:
+        os.close(plan.sync_in)  # no host fd waits with the init for start
     if fifo_fd is not None:
         # waiting as pid 1 of its pid namespace, the init would ignore every
         # signal it has no handler for (only SIGKILL is forced): make the

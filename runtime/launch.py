@@ -1,7 +1,8 @@
 """Launching a container process: the parent's side, shared by create, exec
 and restore, and the sync channel both sides speak.
 
-The channel is a socketpair carrying one JSON object per line.  The child
+The channel is two pipes (child -> parent, parent -> child; no socket
+module to import on every CLI call), one JSON object per line.  The child
 sends named records:
 
     {"log": ...}          a trace/log record (never on the container's stdio)
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 
 from lowlevel import namespaces as N
 
@@ -60,12 +60,13 @@ def send(fd: int, **msg: Any) -> None:
     os.write(fd, (json.dumps(msg) + "\n").encode())
 
 
-def request(fd: int, step: str, **data: Any) -> dict:
-    """Child side: ask the parent to do ``step`` and wait for its answer."""
+def request(fd: int, fd_in: int, step: str, **data: Any) -> dict:
+    """Child side: ask the parent to do ``step`` (on ``fd``) and wait for
+    its answer (on ``fd_in``)."""
     send(fd, step=step, **data)
     buf = b""
     while not buf.endswith(b"\n"):
-        chunk = os.read(fd, 65536)
+        chunk = os.read(fd_in, 65536)
         if not chunk:
             raise OSError(f"the parent went away during step {step}")
         buf += chunk
@@ -76,25 +77,37 @@ def request(fd: int, step: str, **data: Any) -> dict:
 
 
 class Channel:
-    """Parent and child ends of the sync channel (close-on-exec both)."""
+    """The sync channel's fds, all close-on-exec: ``child`` (the child
+    writes its records there) and ``child_in`` (it reads answers there);
+    the parent reads ``parent`` and answers on ``parent_out``."""
 
     def __init__(self) -> None:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.parent: int | None = a.detach()
-        self.child: int | None = b.detach()
+        self.parent: int | None
+        self.child: int | None
+        self.child_in: int | None
+        self.parent_out: int | None
+        self.parent, self.child = os.pipe2(os.O_CLOEXEC)
+        self.child_in, self.parent_out = os.pipe2(os.O_CLOEXEC)
+
+    def parent_ends(self) -> tuple[int, ...]:
+        """What a forked child closes first."""
+        return tuple(fd for fd in (self.parent, self.parent_out) if fd is not None)
+
+    def child_ends(self) -> tuple[int, ...]:
+        return tuple(fd for fd in (self.child, self.child_in) if fd is not None)
 
     def close_child_end(self) -> None:
         """In the parent, once the child is forked: EOF then means every
         copy in the child is closed (or exec'd)."""
-        if self.child is not None:
-            os.close(self.child)
-            self.child = None
+        for fd in self.child_ends():
+            os.close(fd)
+        self.child = self.child_in = None
 
     def close(self) -> None:
         self.close_child_end()
-        if self.parent is not None:
-            os.close(self.parent)
-            self.parent = None
+        for fd in self.parent_ends():
+            os.close(fd)
+        self.parent = self.parent_out = None
 
     def serve(self, pid: int, *, until_exec: bool = False, program: str | None = None,
               seen: dict | None = None,
@@ -125,7 +138,8 @@ class Channel:
                     if handler is None:
                         raise ChildError(name, f"the child asked for step {name!r}, "
                                          "which this launcher does not do")
-                    send(fd, step=name, **(handler(msg) or {}))
+                    assert self.parent_out is not None
+                    send(self.parent_out, step=name, **(handler(msg) or {}))
                 elif "pid" in msg:
                     if seen is not None:
                         seen["pid"] = msg["pid"]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 
 from .._ffi import ffi, lib
 from ..tracing import error, trace
@@ -148,6 +147,7 @@ def _resolve(prog: list[_Draft]) -> list[Insn]:
 
 def encode(prog: Iterable[Insn]) -> bytes:
     """struct bpf_insn[]: u8 code, u8 dst:4 src:4, s16 off, s32 imm."""
+    import struct  # only where a program is built: not on every CLI call
     return b"".join(struct.pack("<BBhi", code, dst | (src << 4), off, imm)
                     for code, dst, src, off, imm in prog)
 

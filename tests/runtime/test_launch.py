@@ -12,8 +12,9 @@ def _run(child_body, **serve):
     sync = launch.Channel()
 
     def child(_joined):
-        os.close(sync.parent)
-        child_body(sync.child)
+        for fd in sync.parent_ends():
+            os.close(fd)
+        child_body(sync)
 
     pid, _ = launch.fork(child)
     sync.close_child_end()
@@ -27,8 +28,9 @@ def _run(child_body, **serve):
 def test_a_step_is_answered_before_the_child_goes_on():
     seen = []
 
-    def body(fd):
-        answer = launch.request(fd, "maps", uid=1000)
+    def body(sync):
+        fd = sync.child
+        answer = launch.request(fd, sync.child_in, "maps", uid=1000)
         launch.send(fd, ready=True, got=answer["done"])
         os._exit(0)
 
@@ -41,8 +43,9 @@ def test_a_step_is_answered_before_the_child_goes_on():
 
 
 def test_a_step_the_parent_does_not_know_fails_naming_it():
-    def body(fd):
-        launch.request(fd, "no-such-step")
+    def body(sync):
+        fd = sync.child
+        launch.request(fd, sync.child_in, "no-such-step")
         os._exit(0)
 
     with pytest.raises(ChildError) as ei:
@@ -51,7 +54,8 @@ def test_a_step_the_parent_does_not_know_fails_naming_it():
 
 
 def test_the_childs_error_record_reaches_the_caller_unchanged():
-    def body(fd):
+    def body(sync):
+        fd = sync.child
         launch.send(fd, error={"step": "mount proc (mounts[0])", "message": "No such device",
                                "errno": 19, "path": "/proc"})
         os._exit(1)
@@ -64,7 +68,7 @@ def test_the_childs_error_record_reaches_the_caller_unchanged():
 
 
 def test_a_child_that_dies_silently_is_reported_with_its_status():
-    def body(fd):
+    def body(sync):
         os._exit(3)
 
     with pytest.raises(ChildError) as ei:
