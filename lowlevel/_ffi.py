@@ -5,7 +5,7 @@ left over from an older checkout would silently lack bindings, so its
 version must match the one this package was written against.
 """
 
-NATIVE_VERSION = "7"
+NATIVE_VERSION = "8"
 
 try:
     from ._native import ffi, lib

@@ -13,7 +13,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # must match lowlevel/_ffi.py; bump when a binding changes
-NATIVE_VERSION = "7"
+NATIVE_VERSION = "8"
 
 
 def _load(name):

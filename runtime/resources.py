@@ -7,11 +7,13 @@ is reported as the host's limit, not as a mistake in the spec.
 """
 
 import errno
+import json
 
 from lowlevel import cgroups
 from lowlevel.tracing import trace
 
 from .errors import ContainerError, InvalidSpec
+from .store import write_file
 
 # What every container may use whatever its spec says, as runc allows:
 # mknod of any node (access is what is checked), and the OCI default devices.
@@ -51,6 +53,40 @@ def device_rules(devices):
     return [(False, "a", None, None, "rwm"), *devices, *DEFAULT_DEVICE_RULES]
 
 
+class DevicePrograms:
+    """The BPF device programs barerun loaded, by rules, in PATH ({key:
+    [id, tag]}; program ids are the kernel's, one cache for every --root,
+    outside the state roots, which hold containers only): a container with
+    the same rules as one before it (the defaults, usually) gets the
+    program already in the kernel attached, not a new one loaded and
+    verified (~1 ms of every create).  A stale or reused id is found out
+    by its tag (devices.attach)."""
+
+    PATH = "/run/barerun-device-programs.json"
+    LIMIT = 64  # distinct rule sets remembered
+
+    def __init__(self):
+        self.path = self.PATH
+        try:
+            with open(self.path) as f:
+                self.known = json.load(f)
+            if not isinstance(self.known, dict):
+                self.known = {}
+        except (OSError, ValueError):
+            self.known = {}
+        self._before = dict(self.known)
+
+    def save(self):
+        if self.known == self._before:
+            return
+        while len(self.known) > self.LIMIT:
+            self.known.pop(next(iter(self.known)))
+        try:
+            write_file(self.path, json.dumps(self.known).encode(), 0o600)
+        except OSError:
+            pass  # only a cache: the next create loads its program again
+
+
 def apply(cg, res, fld="linux.resources", devices=True):
     """Write the limits of ``res`` (a spec Resources) and, with
     ``devices``, its device rules (deny-all + its rules + the defaults)
@@ -67,10 +103,12 @@ def apply(cg, res, fld="linux.resources", devices=True):
             raise _error(exc, f"{fld}.{_FIELD[name]}", name) from None
     if devices:
         trace("step", what=f"{fld}.devices", cgroup=cg.rel)
+        programs = DevicePrograms()
         try:
-            cg.set_devices(device_rules(res.devices))
+            cg.set_devices(device_rules(res.devices), programs.known)
         except OSError as exc:
             raise _error(exc, f"{fld}.devices", "devices") from None
+        programs.save()
 
 
 def _error(exc, field, controller):

@@ -230,18 +230,19 @@ class Cgroup:
                                 "not enabled, see cgroup.controllers)") from None
                 raise
 
-    def set_devices(self, rules: Sequence[Rule]) -> None:
+    def set_devices(self, rules: Sequence[Rule], known: dict | None = None) -> None:
         """Make ``rules`` (see ``devices``) the cgroup's device rules: the
         v1 devices hierarchy's files where it is mounted, and a BPF device
         program on the unified hierarchy where there is one (the only
         device control on a pure v2 host; on a hybrid host both apply, so
-        the same rules hold in either).  An empty list changes nothing."""
+        the same rules hold in either).  An empty list changes nothing.
+        ``known``: the programs loaded before, see devices.attach."""
         if not rules:
             return
         if "devices" in self.layout.v1:
             devices.write_v1(self.paths["devices"], rules)
         if self.layout.unified:
-            devices.attach(self.paths["unified"], rules)
+            devices.attach(self.paths["unified"], rules, known)
 
     def stats(self) -> dict[str, Stats]:
         """{"cpu": {...}, "memory": {...}, "pids": {...}} from whichever

@@ -13,6 +13,7 @@ TYPES = """
 static const int HAS_BPF;
 static const unsigned int BARERUN_BPF_CGROUP_DEVICE;
 static const unsigned int BARERUN_BPF_F_ALLOW_MULTI;
+static const unsigned int BARERUN_BPF_PROG_TYPE_CGROUP_DEVICE;
 """
 
 FUNCTIONS = """
@@ -23,6 +24,10 @@ int barerun_bpf_detach(int cgroup_fd, int prog_fd, unsigned int type);
 int barerun_bpf_query(int cgroup_fd, unsigned int type, unsigned int *ids,
                       unsigned int *count);
 int barerun_bpf_prog_fd(unsigned int id);
+/* BPF_OBJ_GET_INFO_BY_FD of a program: its id, type and tag (8 bytes, a
+   hash of its instructions) */
+int barerun_bpf_prog_info(int prog_fd, unsigned int *id, unsigned int *type,
+                          unsigned char *tag);
 """
 
 CUSTOMIZATIONS = """
@@ -34,6 +39,7 @@ static const int HAS_BPF = 0;
 #endif
 static const unsigned int BARERUN_BPF_CGROUP_DEVICE = BPF_CGROUP_DEVICE;
 static const unsigned int BARERUN_BPF_F_ALLOW_MULTI = BPF_F_ALLOW_MULTI;
+static const unsigned int BARERUN_BPF_PROG_TYPE_CGROUP_DEVICE = BPF_PROG_TYPE_CGROUP_DEVICE;
 
 static int barerun_bpf(int cmd, union bpf_attr *attr)
 {
@@ -90,6 +96,26 @@ int barerun_bpf_query(int cgroup_fd, unsigned int type, unsigned int *ids,
     attr.query.prog_cnt = *count;
     ret = barerun_bpf(BPF_PROG_QUERY, &attr);
     *count = attr.query.prog_cnt;
+    return ret;
+}
+
+int barerun_bpf_prog_info(int prog_fd, unsigned int *id, unsigned int *type,
+                          unsigned char *tag)
+{
+    struct bpf_prog_info info;
+    union bpf_attr attr;
+    int ret;
+    memset(&info, 0, sizeof(info));
+    memset(&attr, 0, sizeof(attr));
+    attr.info.bpf_fd = prog_fd;
+    attr.info.info_len = sizeof(info);
+    attr.info.info = (unsigned long)&info;
+    ret = barerun_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr);
+    if (ret == 0) {
+        *id = info.id;
+        *type = info.type;
+        memcpy(tag, info.tag, sizeof(info.tag));
+    }
     return ret;
 }
 

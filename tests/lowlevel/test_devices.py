@@ -125,6 +125,53 @@ def test_replacing_the_rules_leaves_one_program(unified_cgroup, nodes):
     assert probe(unified_cgroup, [("w", nodes["kmsg"], 0)]) == [EPERM]
 
 
+def _ids(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return D.attached(fd, path)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def two_unified_cgroups(unified_cgroup):
+    other = unified_cgroup + "-b"
+    os.mkdir(other)
+    try:
+        yield unified_cgroup, other
+    finally:
+        os.rmdir(other)
+
+
+def test_a_known_program_for_the_same_rules_is_attached_again(two_unified_cgroups, nodes):
+    a, b = two_unified_cgroups
+    rules = [DENY_ALL, *DEFAULTS]
+    known = {}
+    D.attach(a, rules, known)
+    assert list(known) == [D.program_key(rules)]
+    D.attach(b, rules, known)
+    assert _ids(a) == _ids(b) == [known[D.program_key(rules)][0]]
+    assert probe(b, [("w", nodes["kmsg"], 0), ("r", nodes["null"], 0)]) == [EPERM, "ok"]
+    # the same rules again on a: still that one program, attached once
+    D.attach(a, rules, known)
+    assert _ids(a) == _ids(b)
+
+
+def test_a_record_whose_tag_does_not_match_is_not_trusted(two_unified_cgroups, nodes):
+    """A record naming a live program with another tag (an id reused by
+    the kernel, or a forged record naming an allow-all program) is not
+    attached: the rules' own program is loaded."""
+    a, b = two_unified_cgroups
+    allow_all = [DENY_ALL, (True, "a", None, None, "rwm")]
+    D.attach(a, allow_all)
+    rules = [DENY_ALL, *DEFAULTS]
+    known = {D.program_key(rules): [_ids(a)[0], "0000000000000000"]}
+    D.attach(b, rules, known)
+    assert _ids(b) != _ids(a)
+    assert probe(b, [("w", nodes["kmsg"], 0)]) == [EPERM]
+    assert known[D.program_key(rules)][0] == _ids(b)[0]
+
+
 def test_bad_rule_names_its_index():
     with pytest.raises(ValueError, match="device rule 1: access"):
         D.compile_rules([DENY_ALL, (True, "c", 1, 3, "x")])
