@@ -42,7 +42,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")
 
 
-def create(id, bundle, *, root=DEFAULT_ROOT, io=None, checkpoint=None, **kwargs):
+def create(id: str, bundle: str, *, root: str = DEFAULT_ROOT, io: IO | None = None,
+           checkpoint: str | None = None, **kwargs: object) -> Container:
     """Create container ``id`` from the OCI bundle at ``bundle``.
 
     Returns a Container in CREATED status: namespaces made, root pivoted,

@@ -5,6 +5,8 @@ process identity (pid + start time, so a reused pid is never mistaken for
 the container), the exec fifo (present until start), the freezer state.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import signal as _signal
@@ -17,6 +19,16 @@ from lowlevel import pidfd as P
 from .errors import ContainerError, InvalidState, NotFound
 from .status import State, Status, require
 from .store import Store, list_ids
+
+TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
+if TYPE_CHECKING:
+    from lowlevel.cgroups import Cgroup
+
+    from .checkpoint import CheckpointOpts
+    from .console import Relay
+    from .exec import ExecOpts, Process
+    from .io import Stdio
+    from .spec import Resources
 
 
 class ContainerInfo(namedtuple("ContainerInfo", "id runtime spec")):
@@ -58,21 +70,22 @@ def _traced(method):
 class Container:
     """One container.  Made by runtime.create() or runtime.load()."""
 
-    def __init__(self, store, state, *, spec=None, restore_plan=None):
+    def __init__(self, store: Store, state: dict, *, spec: object = None,
+                 restore_plan: object = None) -> None:
         self._store = store
         self._st = state
         self._spec = spec
-        self._child_pid = None  # set when this process made the init
-        self._stdio = None
-        self._console = None
+        self._child_pid: int | None = None  # set when this process made the init
+        self._stdio: Stdio | None = None
+        self._console: Relay | None = None
         self._exit_status = state.get("exit_status")
-        self._execs = {}  # pid -> exec.Process, those this object made
+        self._execs: dict[int, Process] = {}  # those this object made, by pid
         # create(checkpoint=...): what start() restores with (checkpoint.RestorePlan)
         self.restore_plan = restore_plan
 
     # ------------------------------------------------ for the runtime's modules
 
-    def attach_init(self, pid, stdio, console=None):
+    def attach_init(self, pid: int, stdio: Stdio | None, console: Relay | None = None) -> None:
         """The init this process made (create) or restored: its pid (this
         process may reap it), stdio relays and console relay."""
         self._child_pid = pid
@@ -80,51 +93,51 @@ class Container:
         self._console = console
 
     @property
-    def record(self):
+    def record(self) -> dict:
         """state.json as last read (a dict; change it only under
         ``locked()`` and ``save_record`` it)."""
         return self._st
 
-    def save_record(self, state):
+    def save_record(self, state: dict) -> None:
         self._store.write(state)
         self._st = state
 
-    def locked(self):
+    def locked(self) -> Store:
         """The container lock, as a context manager (reentrant)."""
         return self._store
 
     @property
-    def state_dir(self):
+    def state_dir(self) -> str:
         return self._store.dir
 
     @property
-    def exit_status(self):
+    def exit_status(self) -> int | None:
         """The init's exit status once this process collected it, else None."""
         return self._exit_status
 
     # ------------------------------------------------------------ identity
 
     @property
-    def id(self):
+    def id(self) -> str:
         return self._store.id
 
     @property
-    def pid(self):
+    def pid(self) -> int:
         return self._st.get("pid", 0)
 
     @property
-    def bundle(self):
+    def bundle(self) -> str:
         return self._st.get("bundle", "")
 
     @property
-    def cgroup(self):
+    def cgroup(self) -> Cgroup | None:
         return cgroups.Cgroup(self._st["cgroup"]) if self._st.get("cgroup") else None
 
     def _reload(self):
         self._st = self._store.read()
         return self._st
 
-    def info(self):
+    def info(self) -> ContainerInfo:
         """ContainerInfo(id, runtime, spec bytes of config.json as created)."""
         path = os.path.join(self.bundle, "config.json")
         try:
@@ -144,7 +157,7 @@ class Container:
 
     criu_path = None  # a CRIU binary chosen by the caller (CLI --criu)
 
-    def status(self):
+    def status(self) -> Status:
         st = self._reload()
         if st.get("restore") and not st.get("pid"):
             return Status.CREATED  # made from a checkpoint: restores on start
@@ -161,14 +174,14 @@ class Container:
             return Status.CREATED
         return Status.RUNNING
 
-    def state(self):
+    def state(self) -> State:
         status = self.status()
         return State(status, self.pid if status != Status.STOPPED else 0)
 
     # ------------------------------------------------------------ start
 
     @_traced
-    def start(self):
+    def start(self) -> None:
         """Release the init waiting in CREATED: it execs the program."""
         with self._store:
             status = self.status()
@@ -195,7 +208,7 @@ class Container:
 
     # ------------------------------------------------------------ signals
 
-    def init_pidfd(self):
+    def init_pidfd(self) -> int:
         """A pidfd for the init, checked to still be the same process."""
         pid = self.pid
         try:
@@ -209,7 +222,7 @@ class Container:
         return fd
 
     @_traced
-    def kill(self, signal, pid=0, all=False):
+    def kill(self, signal: int | str, pid: int = 0, all: bool = False) -> None:
         """Signal the init (pid 0), one process of the container, or all."""
         sig = _signum(signal)
         with self._store:
@@ -219,7 +232,7 @@ class Container:
         status = self.status()
         require(status, "kill", self.id)
         if all:
-            self.cgroup.kill_all(sig)
+            self._own_cgroup("kill --all").kill_all(sig)
             return
         if pid in (0, self.pid):
             fd = self.init_pidfd()
@@ -230,8 +243,10 @@ class Container:
             if status == Status.PAUSED and sig == _signal.SIGKILL:
                 # v1 freezer: a frozen task acts on SIGKILL only once
                 # thawed (as runc, thaw for SIGKILL only)
+                cg = self.cgroup
                 try:
-                    self.cgroup.thaw()
+                    if cg is not None:
+                        cg.thaw()
                 except OSError:
                     pass
             return
@@ -253,7 +268,7 @@ class Container:
     # ------------------------------------------------------------ wait
 
     @_traced
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> int:
         """The exit status of the init (128+signal for a signal death).
 
         The exit status can only be read by the init's parent (the process
@@ -283,7 +298,8 @@ class Container:
             if not self._wait_exit(fd, timeout):
                 raise TimeoutError(f"container {self.id}: still running after {timeout} s")
             try:
-                status = P.waitid(fd)
+                got = P.waitid(fd)
+                status = -1 if got is None else got
             except ChildProcessError:
                 status = -1
             except OSError as exc:
@@ -331,7 +347,7 @@ class Container:
             except OSError:
                 pass
 
-    def record_exit(self, status):
+    def record_exit(self, status: int) -> None:
         """Write the init's exit status into state.json (status stopped)."""
         try:
             with self._store:
@@ -346,7 +362,7 @@ class Container:
     # ------------------------------------------------------------ delete
 
     @_traced
-    def delete(self, force=False):
+    def delete(self, force: bool = False) -> None:
         """Remove the container: its processes (with force), cgroup, state."""
         with self._store:
             status = self.status()
@@ -388,7 +404,7 @@ class Container:
                 self._reap_execs()
                 time.sleep(0.001)
 
-    def reap_init(self, block=True):
+    def reap_init(self, block: bool = True) -> None:
         """Collect the init's exit status if this process is its parent."""
         if self._child_pid is None or self._exit_status is not None:
             return
@@ -417,30 +433,30 @@ class Container:
     # ------------------------------------------------------------ freezer
 
     @_traced
-    def pause(self):
+    def pause(self) -> None:
         """Freeze every process of the container (cgroup freezer: v1
         freezer.state, v2 cgroup.freeze); returns once they are stopped."""
         with self._store:
             require(self.status(), "pause", self.id)
             try:
-                self.cgroup.freeze()
+                self._own_cgroup("pause").freeze()
             except OSError as exc:
                 raise ContainerError(f"container {self.id}: pause: {exc}") from None
 
     @_traced
-    def resume(self):
+    def resume(self) -> None:
         """Thaw a paused container."""
         with self._store:
             require(self.status(), "resume", self.id)
             try:
-                self.cgroup.thaw()
+                self._own_cgroup("resume").thaw()
             except OSError as exc:
                 raise ContainerError(f"container {self.id}: resume: {exc}") from None
 
     # ------------------------------------------------------------ cgroup
 
     @_traced
-    def update(self, res):
+    def update(self, res: dict | Resources) -> None:
         """Change the container's limits: ``res`` is a LinuxResources
         object (dict, as containerd's Update sends) or a parsed
         spec.Resources.  Settings left out stay as they are; device rules,
@@ -450,16 +466,18 @@ class Container:
         from . import resources
         if isinstance(res, dict):
             from .spec import parse_resources
-            res = parse_resources(res, "resources")
+            parsed = parse_resources(res, "resources")
+        else:
+            parsed = res
         with self._store:
             require(self.status(), "update", self.id)
             cg = self._own_cgroup("update")
             try:
-                resources.apply(cg, res, "resources", devices=bool(res.devices))
+                resources.apply(cg, parsed, "resources", devices=bool(parsed.devices))
             except ContainerError as exc:
                 raise ContainerError(f"container {self.id}: update: {exc}") from None
 
-    def stats(self):
+    def stats(self) -> dict:
         """The cgroup's counters: {"cpu": {...}, "memory": {...}, "pids":
         {...}} (see lowlevel.cgroups.Cgroup.stats)."""
         require(self.status(), "stats", self.id)
@@ -469,7 +487,7 @@ class Container:
         except OSError as exc:
             raise ContainerError(f"container {self.id}: stats: {exc}") from None
 
-    def _own_cgroup(self, what):
+    def _own_cgroup(self, what: str) -> Cgroup:
         cg = self.cgroup
         if cg is None or not cg.exists():
             raise ContainerError(f"container {self.id}: {what}: the container has no cgroup")
@@ -478,7 +496,7 @@ class Container:
     # ------------------------------------------------------------ exec
 
     @_traced
-    def exec(self, opts, **kwargs):
+    def exec(self, opts: ExecOpts, **kwargs: object) -> Process:
         """Run another process (an OCI process spec in ``opts.spec``) in
         the container; returns a Process.  Refused unless RUNNING/CREATED."""
         from .exec import exec_process
@@ -488,7 +506,7 @@ class Container:
             self._execs[p.pid] = p
         return p
 
-    def pty(self, pid, size):
+    def pty(self, pid: int, size: ConsoleSize) -> None:
         """Resize the terminal of the init (pid 0) or of an exec'd process:
         TIOCSWINSZ on the pty master barerun holds; the process gets SIGWINCH."""
         if pid in (0, self.pid):
@@ -505,12 +523,12 @@ class Container:
             raise ContainerError(f"container {self.id}: resize terminal: {exc}") from None
 
     @_traced
-    def checkpoint(self, opts):
+    def checkpoint(self, opts: CheckpointOpts) -> None:
         """Dump the container with CRIU into opts.path (see checkpoint.py)."""
         from .checkpoint import checkpoint
         checkpoint(self, opts)
 
-    def close_stdin(self, pid=0):
+    def close_stdin(self, pid: int = 0) -> None:
         """EOF on the stdin of the init (pid 0) or of an exec'd process."""
         if pid in (0, self.pid):
             if self._console is not None:
@@ -525,7 +543,7 @@ class Container:
 
     # ------------------------------------------------------------ processes
 
-    def processes(self):
+    def processes(self) -> list[int]:
         """Every host pid in the container's cgroup."""
         cg = self.cgroup
         if cg is None or not cg.exists():
@@ -536,7 +554,7 @@ class Container:
         return f"<Container {self.id} pid={self.pid}>"
 
 
-def load(cid, *, root=None):
+def load(cid: str, *, root: str | None = None) -> Container:
     """The container ``cid`` as recorded under ``root``."""
     store = Store(root, cid)
     if not store.exists():
@@ -544,7 +562,7 @@ def load(cid, *, root=None):
     return Container(store, store.read())
 
 
-def list_containers(*, root=None):
+def list_containers(*, root: str | None = None) -> list[ContainerRecord]:
     """A record per container: id, pid, status, bundle, created."""
     out = []
     for cid in list_ids(root):

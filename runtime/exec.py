@@ -15,6 +15,8 @@ the sealed stub.  The seccomp filter is the container's (linux.seccomp of
 its config.json, kept in its state), as with runc.
 """
 
+from __future__ import annotations
+
 import json
 import os
 from dataclasses import dataclass
@@ -30,11 +32,17 @@ from .errors import ContainerError, InvalidState
 from .spec import parse_process, parse_seccomp
 from .status import State, Status
 
+TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
+if TYPE_CHECKING:
+    from .console import Relay
+    from .container import Container
+    from .io import IO, Stdio
+
 
 @dataclass
 class ExecOpts:
     spec: bytes
-    io: object = None
+    io: IO | None = None
 
 
 class Process:
@@ -43,36 +51,37 @@ class Process:
     For the container that made it: ``pidfd``, ``exit_status``, ``reap``
     and ``console`` (the relay of its terminal, or None)."""
 
-    def __init__(self, container, pid, pidfd, stdio, console=None):
+    def __init__(self, container: Container, pid: int, pidfd: int, stdio: Stdio | None,
+                 console: Relay | None = None) -> None:
         self.container = container
         self.pid = pid
         self._pidfd = pidfd
         self._stdio = stdio
-        self._exit_status = None
+        self._exit_status: int | None = None
         self.console = console
 
     @property
-    def pidfd(self):
+    def pidfd(self) -> int:
         """Its pidfd while this object holds one, else -1."""
         return self._pidfd
 
     @property
-    def exit_status(self):
+    def exit_status(self) -> int | None:
         """Its exit status once collected (reap/wait), else None."""
         return self._exit_status
 
-    def state(self):
+    def state(self) -> State:
         if self._exit_status is not None or P.waitid(self._pidfd, os.WEXITED | os.WNOHANG
                                                      | os.WNOWAIT) is not None:
             return State(Status.STOPPED, 0)
         return State(Status.RUNNING, self.pid)
 
-    def kill(self, signal, all=False):
+    def kill(self, signal: int, all: bool = False) -> None:
         if self._exit_status is not None:
             raise InvalidState(f"process {self.pid}: container not running", Status.STOPPED)
         P.send_signal(self._pidfd, int(signal), self.pid)
 
-    def reap(self, block=False):
+    def reap(self, block: bool = False) -> int | None:
         """Collect the exit status once the process exited (WNOHANG unless
         ``block``); returns it or None.  Container.wait/delete call this:
         the container's init cannot finish exiting while this process,
@@ -86,7 +95,7 @@ class Process:
                 self._exit_status = status
         return self._exit_status
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> int | None:
         if self._pidfd >= 0:
             if self._exit_status is None:
                 if not P.wait_exit(self._pidfd, timeout):
@@ -100,7 +109,7 @@ class Process:
             self._pidfd = -1
         return self._exit_status
 
-    def close_stdin(self):
+    def close_stdin(self) -> None:
         if self.console is not None:
             self.console.close_stdin()
         if self._stdio is not None:

@@ -8,6 +8,8 @@ owns.  A stream given as None is /dev/null, with no relay.  The CLI passes
 its own fds straight through (``IO.inherit()``), as runc does.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import threading
@@ -25,7 +27,8 @@ class IO:
 
     __slots__ = ("stdin", "stdout", "stderr", "terminal")
 
-    def __init__(self, stdin=None, stdout=None, stderr=None, terminal=False):
+    def __init__(self, stdin: int | str | None = None, stdout: int | str | None = None,
+                 stderr: int | str | None = None, terminal: bool = False) -> None:
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
@@ -40,7 +43,7 @@ class IO:
                                              for k in self.__slots__)
 
     @classmethod
-    def inherit(cls, terminal=False):
+    def inherit(cls, terminal: bool = False) -> IO:
         """The caller's own fds 0, 1, 2 become the container's (CLI use)."""
         return cls(_INHERIT, _INHERIT, _INHERIT, terminal)
 
