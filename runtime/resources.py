@@ -36,11 +36,7 @@ def cgroup_path(spec, cid):
 
 def to_cgroup_resources(res):
     """The lowlevel Resources for a spec Resources (devices aside)."""
-    return cgroups.Resources(
-        memory_limit=res.memory_limit, memory_reservation=res.memory_reservation,
-        memory_swap=res.memory_swap, memory_swappiness=res.memory_swappiness,
-        cpu_shares=res.cpu_shares, cpu_quota=res.cpu_quota, cpu_period=res.cpu_period,
-        cpuset_cpus=res.cpuset_cpus, cpuset_mems=res.cpuset_mems, pids_limit=res.pids_limit)
+    return cgroups.Resources(**{f: getattr(res, f) for f in cgroups.Resources.FIELDS})
 
 
 def device_rules(devices):

@@ -14,6 +14,7 @@ import resource
 from lowlevel import caps as _caps
 from lowlevel import mounts as _mounts
 from lowlevel import seccomp as _seccomp
+from lowlevel.cgroups import resources as _cgroups
 from lowlevel.record import Record
 
 from .errors import InvalidSpec, NotFound
@@ -133,27 +134,14 @@ class Process(Record):
     oom_score_adj: int | None
 
 
-class Resources(Record):
-    # devices: (allow, type, major, minor, access)
-    _fields = ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness",
-               "cpu_shares", "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems",
-               "pids_limit", "devices")
-    _defaults = {"memory_limit": None, "memory_reservation": None, "memory_swap": None,
-                 "memory_swappiness": None,
-                 "cpu_shares": None, "cpu_quota": None, "cpu_period": None, "cpuset_cpus": None,
-                 "cpuset_mems": None, "pids_limit": None, "devices": list}
-    __slots__ = _fields
+class Resources(_cgroups.Resources):
+    """linux.resources: the cgroup limits (lowlevel.cgroups.Resources,
+    the same fields) and the device rules, (allow, type, major, minor,
+    access) each."""
+    _fields = (*_cgroups.Resources._fields, "devices")
+    _defaults = {**_cgroups.Resources._defaults, "devices": list}
+    __slots__ = ("devices",)
 
-    memory_limit: int | None
-    memory_reservation: int | None
-    memory_swap: int | None
-    memory_swappiness: int | None
-    cpu_shares: int | None
-    cpu_quota: int | None
-    cpu_period: int | None
-    cpuset_cpus: str | None
-    cpuset_mems: str | None
-    pids_limit: int | None
     devices: list
 
     def empty(self):

@@ -30,6 +30,10 @@ import errno
 from ..record import Record
 from ..tracing import error
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import ClassVar
+
 
 class Resources(Record):
     """Limits for one cgroup; None leaves a setting as it is.
@@ -41,11 +45,12 @@ class Resources(Record):
     limit.  memory_swappiness (0-100) is v1 only: cgroup v2 has no such
     file, and asking for it there is an error.
     """
-    _fields = ("memory_limit", "memory_reservation", "memory_swap", "memory_swappiness",
-               "cpu_shares", "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems",
-               "pids_limit")
+    _fields: ClassVar[tuple[str, ...]] = (
+        "memory_limit", "memory_reservation", "memory_swap", "memory_swappiness",
+        "cpu_shares", "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems", "pids_limit")
     _defaults = dict.fromkeys(_fields)
     __slots__ = _fields
+    FIELDS = _fields  # the settings, for callers
 
     memory_limit: int | None
     memory_reservation: int | None
