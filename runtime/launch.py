@@ -158,11 +158,18 @@ class Channel:
                     raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
         if ready:
             return
-        # EOF without a word: the child died
+        # EOF without a word: the child died.  Its status is read without
+        # reaping it (WNOWAIT): the caller's kill_and_reap collects it, and
+        # never signals a pid that another process may have by then
         pid = (seen or {}).get("pid", pid)
         try:
-            _, status = os.waitpid(pid, 0)
-            how = f"exit status {os.waitstatus_to_exitcode(status)}"
+            res = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            if res is None:  # pragma: no cover - only with WNOHANG
+                how = "unknown status"
+            elif res.si_code == os.CLD_EXITED:
+                how = f"exit status {res.si_status}"
+            else:
+                how = f"killed by signal {res.si_status}"
         except ChildProcessError:
             how = "unknown status"
         what = "the exec'd process" if until_exec else "the init process"
