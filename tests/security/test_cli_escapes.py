@@ -4,6 +4,7 @@ CLONE_INTO_CGROUP was fd 7 in `run`'s init and fd 6 in `exec`'s child)."""
 
 import errno
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -60,7 +61,7 @@ exec unshare --mount --propagation private sh -c \\
 @pytest.fixture
 def v2_barerun(tmp_path):
     exe = tmp_path / "barerun-v2-view"
-    exe.write_text(V2_VIEW.format(exe=BARERUN))
+    exe.write_text(V2_VIEW.format(exe=shlex.quote(BARERUN)))
     exe.chmod(0o755)
     probe = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert probe.returncode == 0, probe.stderr
