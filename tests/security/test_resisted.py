@@ -348,3 +348,15 @@ def test_created_init_does_not_show_the_runtime_command_line(create):
         comm = f.read().strip()
     assert cmdline == b"barerun init"
     assert comm == "barerun init"
+
+
+def test_kill_minus_one_stays_in_the_container(sh):
+    """`kill -9 -1` by the container's root reaches only the processes of
+    its own pid namespace: a host process (a child of this test) lives on."""
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        sh("kill -9 -1; echo survived")
+        assert victim.poll() is None, "kill -1 in the container killed a host process"
+    finally:
+        victim.kill()
+        victim.wait()
