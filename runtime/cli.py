@@ -19,7 +19,7 @@ import time
 import runtime
 
 from . import spec as _spec
-from .errors import ContainerError, InvalidState, NotFound
+from .errors import ContainerError, InvalidState, NotFound, os_message
 from .status import Status
 
 # go-runc (containerd) reads the "commit: " and "spec: " lines by prefix;
@@ -881,13 +881,6 @@ def main(argv=None):
             import traceback
             traceback.print_exc()
         return _fail(args, f"internal error: {type(exc).__name__}: {exc}")
-
-
-def os_message(exc):
-    """An OSError as one line without Python's "[Errno N]" prefix."""
-    if exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc)
 
 
 def _log_usage_error(argv, message, parser):

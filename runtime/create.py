@@ -28,7 +28,7 @@ from . import io as _io
 from . import launch, resources
 from . import seccomp as _seccomp
 from .container import Container
-from .errors import ContainerError, InvalidSpec
+from .errors import ContainerError, InvalidSpec, os_message
 from .init import run_init
 from .spec import load_bundle, sysctl_namespace
 from .store import Store, rfc3339_now
@@ -172,7 +172,7 @@ def _create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
     except BaseException as exc:
         _undo(store, cg, pid, stdio)
         if isinstance(exc, OSError) and not isinstance(exc, ContainerError):
-            raise ContainerError(f"create {cid}: {exc}") from None
+            raise ContainerError(f"create {cid}: {os_message(exc)}") from None
         raise
     finally:
         if sync is not None:

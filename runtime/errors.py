@@ -63,3 +63,10 @@ class ChildError(ContainerError):
         self.errno = errno
         self.path = path
         super().__init__(f"container init: {step}: {message}")
+
+
+def os_message(exc):
+    """An OSError as one line without Python's "[Errno N]" prefix."""
+    if exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)

@@ -32,7 +32,7 @@ import signal
 
 from lowlevel import namespaces as N
 
-from .errors import ChildError, InvalidSpec
+from .errors import ChildError, ContainerError, InvalidSpec
 from .store import write_file
 
 TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
@@ -273,7 +273,10 @@ def write_pid_file(path: str, pid: int) -> None:
     """The pid, no newline (containerd reads it with Atoi), written
     atomically and never through a planted symlink: barerun runs as root
     and the pid file's directory may be one a container can write."""
-    write_file(path, str(pid).encode())
+    try:
+        write_file(path, str(pid).encode())
+    except OSError as exc:
+        raise ContainerError(f"pid file {path}: {exc.strerror or exc}") from None
 
 
 def start_console(chan: Any, io: Any) -> Any:

@@ -10,6 +10,7 @@ silently ignored.
 import json
 import os
 import resource
+import stat
 
 from lowlevel import caps as _caps
 from lowlevel import mounts as _mounts
@@ -190,16 +191,27 @@ def load_bundle(bundle):
         raise NotFound(f"bundle {bundle} does not exist or is not a directory")
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        # O_NONBLOCK: a FIFO planted as config.json must not hang us in open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NotFound(f"bundle {bundle} has no config.json") from None
     except OSError as exc:
         raise NotFound(f"cannot read {path}: {exc.strerror}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidSpec("", f"{path} is not a regular file")
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSpec("", f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidSpec("", f"{path} is nested too deeply to be a runtime spec") from None
     return parse(raw, bundle)
 
 

@@ -8,13 +8,12 @@
 The id is checked against a strict pattern before any path is built.
 """
 
-import errno
 import fcntl
 import json
 import os
 import re
 
-from .errors import AlreadyExists, InvalidId, NotFound
+from .errors import AlreadyExists, ContainerError, InvalidId, NotFound
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 DEFAULT_ROOT = "/run/barerun"
@@ -154,9 +153,9 @@ def list_ids(root):
         names = os.listdir(root)
     except FileNotFoundError:
         return []
+    except NotADirectoryError:
+        raise ContainerError(f"state root {root} is not a directory") from None
     except OSError as exc:
-        if exc.errno == errno.ENOTDIR:
-            return []
-        raise
+        raise ContainerError(f"state root {root}: {exc.strerror}") from None
     return sorted(n for n in names if ID_RE.fullmatch(n)
                   and os.path.isdir(os.path.join(root, n)))

@@ -259,3 +259,35 @@ def test_trace_names_the_container_and_the_spec_field_of_each_step(cli):
     text = "\n".join(lines)
     assert "step what='mount proc (mounts[0])' path='/proc'" in text
     assert "step what='linux.resources.pids'" in text
+
+
+def test_bad_bundle_files_and_roots_are_one_clear_line(cli, tmp_path):
+    """config.json a FIFO (would block a plain open), JSON nested 50000
+    deep, --root a regular file, --pid-file a directory: one line naming
+    the path, nothing left behind."""
+    fifo_bundle = tmp_path / "fifo-bundle"
+    fifo_bundle.mkdir()
+    os.mkfifo(fifo_bundle / "config.json")
+    r = cli("create", "--bundle", fifo_bundle, cli.new_id(), timeout=10)
+    assert_error(r, "config.json is not a regular file")
+
+    deep = tmp_path / "deep-bundle"
+    deep.mkdir()
+    (deep / "config.json").write_text("[" * 50000 + "]" * 50000)
+    r = cli("create", "--bundle", deep, cli.new_id())
+    assert_error(r, "config.json is nested too deeply")
+
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    r = cli("--root", afile, "list", root=False)
+    assert_error(r, f"state root {afile} is not a directory")
+
+    piddir = tmp_path / "piddir"
+    piddir.mkdir()
+    b = cli.bundle(["true"])
+    cid = cli.new_id()
+    r = cli("create", "--bundle", b, "--pid-file", piddir, cid)
+    assert_error(r, f"pid file {piddir}: Is a directory")
+    assert os.listdir(tmp_path).count("piddir") == 1
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("piddir.tmp")]
+    assert cli("state", cid).rc != 0  # the failed create left nothing

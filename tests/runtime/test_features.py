@@ -540,8 +540,10 @@ def test_memory_limit_oom_kills(create):
     # busybox tail keeps its last 10 lines in memory: one newline-less line
     # of 64 MiB is 64 MiB of anonymous memory charged to the cgroup; tail
     # raises its own oom_score_adj so the OOM killer picks it, not the shell
-    # (the victim is otherwise the kernel's choice of the moment)
-    o = create(["sh", "-c", "head -c 64m /dev/zero | "
+    # (the victim is otherwise the kernel's choice of the moment), and head
+    # too, so that a second OOM while tail's memory is still being freed
+    # takes head (harmless), never the shell (1 in ~10 runs did)
+    o = create(["sh", "-c", "(echo 999 > /proc/self/oom_score_adj; exec head -c 64m /dev/zero) | "
                 "(echo 1000 > /proc/self/oom_score_adj; exec tail) | wc -c"], m)
     c = o.c
     rel = f"barerun/{c.id}"
