@@ -40,14 +40,14 @@ lint: setup
 	$(VENV)/bin/ruff check lowlevel runtime
 	$(PY) -m mypy
 
-# the lowlevel and runtime suites again with clone3, openat2, mount_setattr,
-# pidfd_open and pidfd_send_signal failing with ENOSYS (a seccomp filter
+# the lowlevel, runtime and security suites again with clone3, openat2,
+# mount_setattr, pidfd_open and pidfd_send_signal failing with ENOSYS (a seccomp filter
 # every process of the run inherits, tests/enosys.py): each fallback runs
 # on the real kernel.
-ENOSYS_TESTS ?= tests/lowlevel tests/runtime
+ENOSYS_TESTS ?= tests/lowlevel tests/runtime tests/security
 
 test-enosys: setup
-	@echo "the lowlevel and runtime suites again, with clone3, openat2, mount_setattr, pidfd_open and pidfd_send_signal failing (ENOSYS):"
+	@echo "the lowlevel, runtime and security suites again, with clone3, openat2, mount_setattr, pidfd_open and pidfd_send_signal failing (ENOSYS):"
 	$(PY) tests/enosys.py $(PY) -m pytest -p tests.enosys $(ENOSYS_TESTS) $(PYTEST_ARGS)
 
 demo: setup
