@@ -19,13 +19,20 @@ import threading
 from lowlevel import tty
 
 from . import io as _io
+from .errors import ContainerError
 from .io import close_fd
 
 
 class Channel:
     """The parent's end of the master's way out, and the child's."""
 
+    SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes, NUL included
+
     def __init__(self, console_socket=None):
+        if console_socket is not None and len(os.fsencode(console_socket)) > self.SUN_PATH_MAX:
+            raise ContainerError(f"console socket {console_socket}: the path is longer than "
+                                 f"{self.SUN_PATH_MAX} bytes, which a unix socket address "
+                                 "cannot hold")
         self.path = console_socket
         self.parent = self.child = None
         if console_socket is None:

@@ -173,7 +173,20 @@ def _get(d, key, kind, fld, default=None):
         name = {str: "a string", int: "an integer", list: "a list", dict: "an object",
                 bool: "true or false"}.get(kind, str(kind))
         raise InvalidSpec(fld, f"must be {name}, not {type(v).__name__} {v!r}"[:200])
+    if kind is str:
+        _check_text(v, fld)
     return v
+
+
+def _check_text(v, fld):
+    """A string the kernel can take: no NUL byte (C strings end there) and
+    encodable (a lone surrogate from JSON's \ud800 is not)."""
+    if "\0" in v:
+        raise InvalidSpec(fld, "contains a NUL byte")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidSpec(fld, "is not valid text (a lone surrogate)") from None
 
 
 def _strlist(d, key, fld):
@@ -181,7 +194,17 @@ def _strlist(d, key, fld):
     for i, item in enumerate(v):
         if not isinstance(item, str):
             raise InvalidSpec(f"{fld}[{i}]", f"must be a string, not {item!r}")
+        _check_text(item, f"{fld}[{i}]")
     return v
+
+
+ID_MAX = 0xFFFFFFFE  # uid/gid: 32 bits, (uid_t)-1 means "no change"
+NGROUPS_MAX = 65536
+
+
+def _check_id(v, fld):
+    if not 0 <= v <= ID_MAX:
+        raise InvalidSpec(fld, f"must be 0 to {ID_MAX}, not {v}")
 
 
 def load_bundle(bundle):
@@ -383,9 +406,18 @@ def parse_process(p, fld):
                 umask=_get(u, "umask", int, fld + ".user.umask"))
     if u.get("username"):
         raise InvalidSpec(fld + ".user.username", "is Windows-only")
+    _check_id(user.uid, fld + ".user.uid")
+    _check_id(user.gid, fld + ".user.gid")
+    if user.umask is not None and not 0 <= user.umask <= 0o777:
+        raise InvalidSpec(fld + ".user.umask", f"must be 0 to 0o777, not {user.umask:#o}"
+                          if user.umask >= 0 else f"must be 0 to 0o777, not {user.umask}")
+    if len(user.additional_gids) > NGROUPS_MAX:
+        raise InvalidSpec(fld + ".user.additionalGids",
+                          f"has {len(user.additional_gids)} groups, at most {NGROUPS_MAX}")
     for i, g in enumerate(user.additional_gids):
         if not isinstance(g, int) or isinstance(g, bool):
             raise InvalidSpec(f"{fld}.user.additionalGids[{i}]", f"must be an integer, not {g!r}")
+        _check_id(g, f"{fld}.user.additionalGids[{i}]")
     capabilities = None
     c = _get(p, "capabilities", dict, fld + ".capabilities")
     if c is not None:

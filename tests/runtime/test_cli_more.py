@@ -291,3 +291,14 @@ def test_bad_bundle_files_and_roots_are_one_clear_line(cli, tmp_path):
     assert os.listdir(tmp_path).count("piddir") == 1
     assert not [n for n in os.listdir(tmp_path) if n.startswith("piddir.tmp")]
     assert cli("state", cid).rc != 0  # the failed create left nothing
+
+
+def test_a_console_socket_path_too_long_for_a_unix_address_is_one_line(cli, tmp_path):
+    def m(spec):
+        spec["process"]["terminal"] = True
+    b = cli.bundle(["true"], m)
+    sock = str(tmp_path / ("s" * 120))
+    cid = cli.new_id()
+    r = cli("create", "--bundle", b, "--console-socket", sock, cid)
+    assert_error(r, f"console socket {sock}", "longer than 107 bytes")
+    assert cli("state", cid).rc != 0

@@ -435,3 +435,30 @@ def test_memory_swappiness(bdir):
     assert s.resources.memory_swappiness == 10
     bad(bdir, lambda sp: sp["linux"]["resources"].update(memory={"swappiness": 101}),
         "linux.resources.memory.swappiness")
+
+
+# ------------------------------------------------- values the kernel cannot take
+
+
+@pytest.mark.parametrize("where, value, field, says", [
+    ("readonly", "/proc/a\0b", "linux.readonlyPaths[0]", "NUL byte"),
+    ("readonly", "/proc/\ud800", "linux.readonlyPaths[0]", "lone surrogate"),
+    ("cwd", "/a\0b", "process.cwd", "NUL byte"),
+    ("uid", 1 << 32, "process.user.uid", "0 to 4294967294"),
+    ("gid", -1, "process.user.gid", "0 to 4294967294"),
+    ("umask", 0o10000, "process.user.umask", "0 to 0o777"),
+    ("gids", [1 << 40], "process.user.additionalGids[0]", "0 to 4294967294"),
+    ("gids", list(range(70000)), "process.user.additionalGids", "at most 65536"),
+])
+def test_values_beyond_the_kernels_range_name_their_field(bdir, where, value, field, says):
+    def m(spec):
+        if where == "readonly":
+            spec["linux"]["readonlyPaths"] = [value]
+        elif where == "cwd":
+            spec["process"]["cwd"] = value
+        elif where == "gids":
+            spec["process"]["user"]["additionalGids"] = value
+        else:
+            spec["process"]["user"][where] = value
+    e = bad(bdir, m, field)
+    assert says in str(e)
