@@ -41,7 +41,7 @@ from lowlevel import pidfd as P
 
 from . import io as _io
 from . import launch, resources
-from .errors import CheckpointError, ContainerError, NotFound
+from .errors import CheckpointError, ContainerError, NotFound, os_message
 from .rootfs import cgroup_binds
 from .spec import load_bundle
 from .status import Status, require
@@ -309,7 +309,9 @@ def read_checkpoint(path):
             desc = json.load(f)
     except FileNotFoundError:
         raise NotFound(f"{path} is not a barerun checkpoint (no {DESCRIPTOR})") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise NotFound(f"{path}/{DESCRIPTOR} is unreadable: {os_message(exc)}") from None
+    except ValueError as exc:
         raise NotFound(f"{path}/{DESCRIPTOR} is unreadable: {exc}") from None
     if not os.path.exists(os.path.join(path, "inventory.img")):
         raise NotFound(f"{path} has no CRIU images (inventory.img is missing)")

@@ -16,7 +16,7 @@ from collections import namedtuple
 from lowlevel import cgroups, tracing
 from lowlevel import pidfd as P
 
-from .errors import ContainerError, InvalidState, NotFound
+from .errors import ContainerError, InvalidState, NotFound, os_message
 from .status import State, Status, require
 from .store import Store, list_ids
 
@@ -378,7 +378,7 @@ class Container:
                     cg.remove()
                 except OSError as exc:
                     raise ContainerError(f"container {self.id}: remove cgroup {cg.rel}: "
-                                         f"{exc}") from None
+                                         f"{os_message(exc)}") from None
             if self._stdio is not None:
                 self._stdio.close_stdin()
             self._store.remove()
@@ -441,7 +441,7 @@ class Container:
             try:
                 self._own_cgroup("pause").freeze()
             except OSError as exc:
-                raise ContainerError(f"container {self.id}: pause: {exc}") from None
+                raise ContainerError(f"container {self.id}: pause: {os_message(exc)}") from None
 
     @_traced
     def resume(self) -> None:
@@ -451,7 +451,7 @@ class Container:
             try:
                 self._own_cgroup("resume").thaw()
             except OSError as exc:
-                raise ContainerError(f"container {self.id}: resume: {exc}") from None
+                raise ContainerError(f"container {self.id}: resume: {os_message(exc)}") from None
 
     # ------------------------------------------------------------ cgroup
 
@@ -485,7 +485,7 @@ class Container:
         try:
             return cg.stats()
         except OSError as exc:
-            raise ContainerError(f"container {self.id}: stats: {exc}") from None
+            raise ContainerError(f"container {self.id}: stats: {os_message(exc)}") from None
 
     def _own_cgroup(self, what: str) -> Cgroup:
         cg = self.cgroup
@@ -520,7 +520,8 @@ class Container:
         try:
             relay.resize(size.width, size.height)
         except OSError as exc:
-            raise ContainerError(f"container {self.id}: resize terminal: {exc}") from None
+            raise ContainerError(f"container {self.id}: resize terminal: "
+                                 f"{os_message(exc)}") from None
 
     @_traced
     def checkpoint(self, opts: CheckpointOpts) -> None:

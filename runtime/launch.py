@@ -32,7 +32,7 @@ import signal
 
 from lowlevel import namespaces as N
 
-from .errors import ChildError, ContainerError, InvalidSpec
+from .errors import ChildError, ContainerError, InvalidSpec, os_message
 from .store import write_file
 
 TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
@@ -216,7 +216,7 @@ def fork(target: Callable[[bool], None], *, cgroup: Any = None,
                 N.setns(fd, N.FLAGS["pid"])
             except OSError as exc:
                 raise InvalidSpec("linux.namespaces",
-                                  f"join pid namespace {pidns}: {exc}") from None
+                                  f"join pid namespace {pidns}: {os_message(exc)}") from None
             finally:
                 os.close(fd)
         else:

@@ -22,6 +22,7 @@ from lowlevel import cgroups as _cgroups
 from lowlevel import mounts as M
 from lowlevel.tracing import trace
 
+from .errors import os_message
 from .spec import DEFAULT_DEVICES
 
 MS = M.MS
@@ -38,7 +39,8 @@ class StepError(Exception):
         self.step = step
         self.path = path
         self.exc = exc
-        super().__init__(f"{step} {path}: {exc}")
+        text = os_message(exc) if isinstance(exc, OSError) else str(exc)
+        super().__init__(f"{step} {path}: {text}")
 
 
 def prepare(spec, cgroup_rel=None):
