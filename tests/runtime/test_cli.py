@@ -79,6 +79,7 @@ def assert_error(r, *needles, rc=1):
     err = r.err
     assert r.rc == rc, r
     assert "Traceback" not in err, err
+    assert "[Errno" not in err, f"Python's errno text in: {err!r}"
     assert err.strip(), f"no message on stderr: {r}"
     assert len(err.strip().splitlines()) == 1, f"more than one line: {err!r}"
     for n in needles:
