@@ -7,11 +7,12 @@ Parent side, in order (each step traced through the lowlevel calls):
    cgroup, so `delete --force` can clean up after a runtime killed here;
 3. make the cgroup in every hierarchy and write the resource limits;
 4. make the exec fifo the init will wait on;
-5. fork the init: for a new pid namespace the parent itself unshares
-   CLONE_NEWPID, so its next child becomes pid 1 of that namespace and
-   stays the parent's own child (wait() can reap it), then goes back to
-   its own pid namespace; the child does the rest (init.py);
-6. read the child's report: "ready", or the failed step with errno/path;
+5. fork the init (launch.fork): for a new pid namespace the parent itself
+   unshares CLONE_NEWPID, so its next child becomes pid 1 of that
+   namespace and stays the parent's own child (wait() can reap it), then
+   goes back to its own pid namespace; the child does the rest (init.py);
+6. serve the sync channel (launch.Channel): the child's trace, then
+   "ready", or the failed step with errno/path;
 7. record pid + start time in state.json: status CREATED.
 
 Any failure undoes everything made so far: nothing is left behind.
