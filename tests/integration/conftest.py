@@ -52,7 +52,64 @@ def _procs():
         yield int(name), [a.decode(errors="replace") for a in argv if a]
 
 
-def _kill_and_wait(pids, timeout=10.0):
+# ------------------------------------------- sessions killed before teardown
+# A session's daemons and mounts are removed by its fixtures' teardown; a
+# pytest killed outright (SIGKILL, a CI timeout) never gets there.  Each
+# session directory names its owner (pid and start time), and the next
+# session removes what a dead owner left.
+
+def claim(base):
+    """Mark ``base`` as this session's."""
+    with open(os.path.join(base, "owner"), "w") as f:
+        f.write(f"{os.getpid()} {_start_time(os.getpid())}")
+
+
+def _start_time(pid):
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19])
+
+
+def owner_alive(base):
+    """True/False when ``base`` names its owner, None when it does not."""
+    try:
+        with open(os.path.join(base, "owner")) as f:
+            pid, start = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    try:
+        return _start_time(pid) == start
+    except OSError:
+        return False
+
+
+def processes_naming(path):
+    """Pids whose command line names ``path`` (or a path below it)."""
+    return [pid for pid, argv in _procs()
+            if pid != os.getpid() and any(a == path or a.startswith(path + "/") or
+                                          f"={path}/" in a for a in argv)]
+
+
+def mounts_under(path):
+    out = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            mp = line.split()[1].replace("\\040", " ")
+            if mp == path or mp.startswith(path + "/"):
+                out.append(mp)
+    return out
+
+
+def reclaim(base):
+    """Remove what a dead session left at ``base``: its processes, the
+    mounts below it (deepest first), the directory."""
+    kill_and_wait(processes_naming(base), timeout=2.0)
+    for mp in sorted(mounts_under(base), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    if not mounts_under(base):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def kill_and_wait(pids, timeout=10.0):
     """SIGTERM, then SIGKILL after ``timeout``; returns pids still alive."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         for pid in pids:
@@ -188,7 +245,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 self.proc.kill()
                 self.proc.wait()
         # shims live on after the daemon when tasks were left: by pid
-        left += _kill_and_wait(self.shim_pids())
+        left += kill_and_wait(self.shim_pids())
         try:
             os.rmdir(self.runc_root)
         except FileNotFoundError:
@@ -225,7 +282,24 @@ def containerd_binary():
 @pytest.fixture(scope="session")
 def containerd(containerd_binary, tmp_path_factory):
     """A private containerd for the session (see the module docstring)."""
+    # a containerd of a session killed before its teardown
+    for pid, argv in _procs():
+        if argv[:1] and os.path.basename(argv[0]) == "containerd" and "--config" in argv:
+            i = argv.index("--config")
+            cbase = os.path.dirname(argv[i + 1]) if i + 1 < len(argv) else ""
+            if cbase and "pytest-of-" in cbase and owner_alive(cbase) is not True:
+                kill_and_wait([pid, *processes_naming(cbase)], timeout=5.0)
+    # and the shim's runc root of such a session, once nothing is in it
+    runc_roots = "/run/containerd/runc"
+    for name in os.listdir(runc_roots) if os.path.isdir(runc_roots) else ():
+        path = os.path.join(runc_roots, name)
+        if name.startswith(ID_PREFIX) and not processes_naming(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass  # a container's state is in it: not ours to remove
     base = str(tmp_path_factory.mktemp("containerd"))
+    claim(base)
     d = Containerd(base)
     try:
         d.start(containerd_binary)

@@ -18,6 +18,7 @@ and no cgroup of any container podman made, no conmon process, no mount
 under the private directory.
 """
 
+import glob
 import json
 import os
 import resource
@@ -31,7 +32,8 @@ import uuid
 import pytest
 
 from tests.bundles import make_rootfs
-from tests.integration.conftest import BARERUN
+from tests.integration.conftest import (BARERUN, kill_and_wait, claim, mounts_under,
+                                        owner_alive, processes_naming, reclaim)
 from tests.conftest import wait_for as _wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root")
@@ -82,16 +84,6 @@ def _processes_naming(text):
         if text.encode() in argv:
             pids.append(int(name))
     return pids
-
-
-def _mounts_under(path):
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            mp = line.split()[1].replace("\\040", " ")
-            if mp == path or mp.startswith(path + "/"):
-                out.append(mp)
-    return out
 
 
 def _cgroup_dirs(name):
@@ -225,13 +217,52 @@ def podman_session():
     if not os.access(BARERUN, os.X_OK):
         pytest.fail(f"the barerun entry point {BARERUN} is missing (make setup)")
     check_podman_installed()
+    for old in glob.glob("/tmp/barerun-podman-*"):
+        alive = owner_alive(old)
+        if alive is False or (alive is None and not processes_naming(old)):
+            _reclaim_session(old)
     had_parent = bool(_cgroup_dirs("libpod_parent"))
     base = tempfile.mkdtemp(prefix="barerun-podman-", dir="/tmp")
+    claim(base)
+    if not had_parent:
+        open(os.path.join(base, "made-libpod_parent"), "w").close()
     p = Podman(base)
     p.setup()
     yield p
     problems = podman_teardown(p, had_parent)
     assert not problems, "; ".join(problems)
+
+
+def _kill_cgroup(path):
+    """SIGKILL every process in a cgroup directory tree and wait for them."""
+    pids = []
+    for dirpath, _dirs, _files in os.walk(path):
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                pids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    kill_and_wait(pids, timeout=0.5)
+
+
+def _reclaim_session(old):
+    """What a session killed before its teardown left at ``old``: its
+    containers' cgroups (podman's libpod-<id>, and libpod_parent when that
+    session made it), conmons, its overlay home still mounted, the directory."""
+    made_parent = os.path.exists(os.path.join(old, "made-libpod_parent"))
+    try:
+        cids = os.listdir(os.path.join(old, "storage", "root", "overlay-containers"))
+    except OSError:
+        cids = []
+    for cid in cids:
+        for d in _cgroup_dirs(f"libpod-{cid}"):
+            _kill_cgroup(d)
+            _rmdir_tree(d)
+    reclaim(old)
+    if made_parent:
+        for d in _cgroup_dirs("libpod_parent"):
+            if not any(n.startswith("libpod-") for n in os.listdir(d)):
+                _rmdir_tree(d)
 
 
 def podman_teardown(p, had_parent):
@@ -272,13 +303,13 @@ def podman_teardown(p, had_parent):
     # the overlay driver keeps its home mounted (a private bind on itself);
     # any other mount (a container's rootfs, shm) is a leftover
     home = os.path.join(p.storage, "root", "overlay")
-    mounts = _mounts_under(base)
+    mounts = mounts_under(base)
     stray = [mp for mp in mounts if mp != home]
     if stray:
         problems.append(f"container mounts left under {base}: {stray}")
     for mp in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", mp], capture_output=True)
-    left = _mounts_under(base)
+    left = mounts_under(base)
     if left:
         problems.append(f"mounts left under {base}: {left}")
     else:
