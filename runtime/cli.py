@@ -100,8 +100,8 @@ def _setup_logging(args):
         handler.addFilter(lambda record: record.levelno < logging.ERROR)
         root.addHandler(handler)
     if args.trace:
-        # --trace shows every kernel step on stderr, each with the pid that
-        # made it as that process sees itself (1: the container's init)
+        # --trace shows every kernel step on stderr, each with the container
+        # it was for and the (host) pid of the process that made it
         t = logging.StreamHandler(sys.stderr)
 
         def container_of(record):

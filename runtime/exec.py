@@ -185,9 +185,15 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
                                  "the exec'd process's pid")
         pid = seen["pid"]
         child_fd = P.pidfd_open(pid)
-        if pid_file:
-            launch.write_pid_file(pid_file, pid)
-        console = launch.start_console(chan, opts.io)
+        try:
+            if pid_file:
+                launch.write_pid_file(pid_file, pid)
+            console = launch.start_console(chan, opts.io)
+        except BaseException:
+            # a failed exec leaves no process running that nobody tracks
+            launch.kill_and_reap(pid)
+            os.close(child_fd)
+            raise
         stdio.start()
         return Process(container, pid, child_fd, stdio, console)
     except BaseException:

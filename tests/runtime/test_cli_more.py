@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.runtime.test_cli import (  # noqa: F401 - fixtures used by name
-    BARERUN, TIMEOUT, assert_error, cli, cli_rootfs, subreaper)
+    BARERUN, TIMEOUT, assert_error, cgroups_of, cli, cli_rootfs, subreaper)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 MiB = 1024 * 1024
@@ -302,3 +302,26 @@ def test_a_console_socket_path_too_long_for_a_unix_address_is_one_line(cli, tmp_
     r = cli("create", "--bundle", b, "--console-socket", sock, cid)
     assert_error(r, f"console socket {sock}", "longer than 107 bytes")
     assert cli("state", cid).rc != 0
+
+
+def test_a_failed_exec_leaves_no_process_behind(cli, tmp_path):
+    """exec whose --pid-file cannot be written: one line, and the process it
+    had started is gone, not left running untracked in the container."""
+    cid, pid, _b = cli.create(["sleep", "60"])
+    cli("start", cid).ok()
+    piddir = tmp_path / "exec-piddir"
+    piddir.mkdir()
+    r = cli("exec", "--pid-file", piddir, cid, "sleep", "12345")
+    assert_error(r, f"pid file {piddir}: Is a directory")
+    left = [p for p in cgroups_procs(cid) if "12345" in open(f"/proc/{p}/cmdline").read()]
+    assert not left, f"exec'd process left running: {left}"
+
+
+def cgroups_procs(cid):
+    procs = set()
+    for d in cgroups_of(cid):
+        try:
+            procs |= set(open(os.path.join(d, "cgroup.procs")).read().split())
+        except OSError:
+            pass
+    return procs
