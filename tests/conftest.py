@@ -37,7 +37,6 @@ checks every id the session made.
 import json
 import os
 import shutil
-import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -143,20 +142,7 @@ criu_needs_unfiltered = pytest.mark.skipif(
 
 
 
-def _terminated(signum, frame):
-    """SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does, so every
-    fixture's teardown still runs (pytest tears down at session finish);
-    in a child this test process forked, it just ends that child."""
-    if os.getpid() != _MAIN_PID:
-        os._exit(128 + signum)
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-_MAIN_PID = os.getpid()
-
-
 def pytest_configure(config):
-    signal.signal(signal.SIGTERM, _terminated)
     config.addinivalue_line(
         "markers", "needs_syscall(name, ...): skip unless each syscall does not fail "
         "with ENOSYS (probed on this kernel, under this process's seccomp filter)")
