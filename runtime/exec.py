@@ -176,6 +176,11 @@ def exec_process(container, opts, *, pid_file=None, preserve_fds=0, console_sock
         try:
             sync.serve(helper, until_exec=True, program=proc.args[0], seen=seen)
         except BaseException:
+            # the helper sends the pid right after its fork and exits, the
+            # process exits after its error (or closes the channel at
+            # execve): read to EOF for the pid, which may come after the
+            # process's own error record
+            sync.drain(seen)
             launch.kill_and_reap(seen.get("pid"))
             launch.kill_and_reap(helper)
             raise

@@ -176,6 +176,33 @@ class Channel:
         raise ChildError("init", f"{what} (pid {pid}) died before it was ready ({how})")
 
 
+    def drain(self, seen: dict) -> None:
+        """After a failure: read what is left until EOF (every writer has
+        exited or exec'd) for the {"pid": N} record, which the exec helper
+        may send after the process it forked already reported its error;
+        without it that process, our child, would stay an unreaped zombie
+        in the container's pid namespace (whose init then never finishes)."""
+        fd = self.parent
+        if fd is None:
+            return
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                break
+            buf += chunk
+        for line in buf.split(b"\n"):
+            try:
+                msg = json.loads(line) if line else {}
+            except ValueError:
+                continue
+            if "pid" in msg and "pid" not in seen:
+                seen["pid"] = msg["pid"]
+
+
 def _child_log(pid: int, msg: dict) -> None:
     """A log record the child sent, handled by this process's loggers as
     the child's own (its pid, its logger name)."""

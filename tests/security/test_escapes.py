@@ -375,3 +375,22 @@ def test_update_and_stats_need_a_live_container(create):
             op()
         assert c.id in str(ei.value)
     c.delete()
+
+
+def test_failed_execs_leave_no_unreaped_process(create):
+    """Each exec that fails in the process itself (a cwd it may not have)
+    is reaped: no zombie child of ours is left (one would keep the
+    container's init from ever finishing), and delete finishes."""
+    o = create(["sleep", "60"])
+    c = o.c
+    c.start()
+    spec = {"args": ["true"], "cwd": "/proc/self/fd/9", "env": ["PATH=/bin"],
+            "user": {"uid": 0, "gid": 0}}
+    try:
+        for _ in range(20):
+            with pytest.raises(runtime.ContainerError):
+                c.exec(runtime.ExecOpts(spec=json.dumps(spec).encode()))
+            left = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            assert left is None, f"an exec'd process left unreaped: pid {left.si_pid}"
+    finally:
+        c.delete(force=True)
