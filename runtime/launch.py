@@ -37,7 +37,7 @@ from .store import write_file
 
 TYPE_CHECKING = False  # typing is not imported at run time (CLI start-up)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 _own_pidns: int | None = None
@@ -88,6 +88,7 @@ class Channel:
         self.parent_out: int | None
         self.parent, self.child = os.pipe2(os.O_CLOEXEC)
         self.child_in, self.parent_out = os.pipe2(os.O_CLOEXEC)
+        self._unread = b""
 
     def parent_ends(self) -> tuple[int, ...]:
         """What a forked child closes first."""
@@ -109,53 +110,63 @@ class Channel:
             os.close(fd)
         self.parent = self.parent_out = None
 
+    def records(self) -> Iterator[dict]:
+        """The child's records in order, until EOF (every copy of the
+        child's end closed or exec'd).  The unread rest of the last read
+        stays here, so a reader that stopped at one record (serve at an
+        error) and one that goes on (drain) together see every record."""
+        fd = self.parent
+        assert fd is not None
+        while True:
+            while b"\n" in self._unread:
+                line, self._unread = self._unread.split(b"\n", 1)
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    raise ChildError("init", "the child sent a record that is not "
+                                     f"JSON: {line[:80]!r}") from None
+            try:
+                chunk = os.read(fd, 65536)
+            except InterruptedError:  # pragma: no cover
+                continue
+            if not chunk:
+                return
+            self._unread += chunk
+
     def serve(self, pid: int, *, until_exec: bool = False, program: str | None = None,
               seen: dict | None = None,
               on: dict[str, Callable[[dict], dict | None]] | None = None) -> None:
         """Read the child's records until it is ready (or, ``until_exec``,
         until EOF after ready); see the module docstring.  A {"pid": N}
         record goes into ``seen``."""
-        fd = self.parent
-        assert fd is not None
-        buf = b""
         ready = False
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except InterruptedError:  # pragma: no cover
-                continue
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                msg = json.loads(line)
-                if "log" in msg:
-                    _child_log(pid, msg)
-                elif "step" in msg:
-                    name = msg["step"]
-                    handler = (on or {}).get(name)
-                    if handler is None:
-                        raise ChildError(name, f"the child asked for step {name!r}, "
-                                         "which this launcher does not do")
-                    assert self.parent_out is not None
-                    send(self.parent_out, step=name, **(handler(msg) or {}))
-                elif "pid" in msg:
-                    if seen is not None:
-                        seen["pid"] = msg["pid"]
-                elif msg.get("ready"):
-                    ready = True
-                    if not until_exec:
-                        return
-                elif "exec_errno" in msg:
-                    err = msg["exec_errno"]
-                    raise ChildError("exec", f"{program!r}: {os.strerror(err)}", err, program)
-                elif "error" in msg:
-                    e = msg["error"]
-                    text = e["message"]
-                    if e.get("path") and e["path"] not in text:
-                        text = f"{e['path']}: {text}"
-                    raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
+        for msg in self.records():
+            if "log" in msg:
+                _child_log(pid, msg)
+            elif "step" in msg:
+                name = msg["step"]
+                handler = (on or {}).get(name)
+                if handler is None:
+                    raise ChildError(name, f"the child asked for step {name!r}, "
+                                     "which this launcher does not do")
+                assert self.parent_out is not None
+                send(self.parent_out, step=name, **(handler(msg) or {}))
+            elif "pid" in msg:
+                if seen is not None:
+                    seen["pid"] = msg["pid"]
+            elif msg.get("ready"):
+                ready = True
+                if not until_exec:
+                    return
+            elif "exec_errno" in msg:
+                err = msg["exec_errno"]
+                raise ChildError("exec", f"{program!r}: {os.strerror(err)}", err, program)
+            elif "error" in msg:
+                e = msg["error"]
+                text = e["message"]
+                if e.get("path") and e["path"] not in text:
+                    text = f"{e['path']}: {text}"
+                raise ChildError(e["step"], text, e.get("errno"), e.get("path"))
         if ready:
             return
         # EOF without a word: the child died.  Its status is read without
@@ -175,32 +186,21 @@ class Channel:
         what = "the exec'd process" if until_exec else "the init process"
         raise ChildError("init", f"{what} (pid {pid}) died before it was ready ({how})")
 
-
     def drain(self, seen: dict) -> None:
-        """After a failure: read what is left until EOF (every writer has
-        exited or exec'd) for the {"pid": N} record, which the exec helper
-        may send after the process it forked already reported its error;
-        without it that process, our child, would stay an unreaped zombie
-        in the container's pid namespace (whose init then never finishes)."""
-        fd = self.parent
-        if fd is None:
+        """After a failure: go on reading from where ``serve`` stopped
+        until EOF for the {"pid": N} record, which the exec helper may
+        send after (even in the same read as) the error of the process it
+        forked; without it that process, our child, would stay an
+        unreaped zombie in the container's pid namespace (whose init then
+        never finishes dying)."""
+        if self.parent is None:
             return
-        buf = b""
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                return
-            if not chunk:
-                break
-            buf += chunk
-        for line in buf.split(b"\n"):
-            try:
-                msg = json.loads(line) if line else {}
-            except ValueError:
-                continue
-            if "pid" in msg and "pid" not in seen:
-                seen["pid"] = msg["pid"]
+        try:
+            for msg in self.records():
+                if "pid" in msg and "pid" not in seen:
+                    seen["pid"] = msg["pid"]
+        except (OSError, ChildError):
+            return
 
 
 def _child_log(pid: int, msg: dict) -> None:

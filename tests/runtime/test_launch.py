@@ -74,3 +74,31 @@ def test_a_child_that_dies_silently_is_reported_with_its_status():
     with pytest.raises(ChildError) as ei:
         _run(body)
     assert "exit status 3" in str(ei.value)
+
+
+def test_a_pid_record_in_the_same_read_as_an_error_is_not_lost():
+    """The exec helper's {"pid": N} can arrive in the same read as the
+    exec'd process's error: drain must still find it, or that process
+    stays an unreaped zombie and its container's init never dies."""
+    sync = launch.Channel()
+
+    def child(_joined):
+        for fd in sync.parent_ends():
+            os.close(fd)
+        # one write: both records reach the parent in one read
+        os.write(sync.child, b'{"error": {"step": "chdir", "message": "Not a directory"}}\n'
+                             b'{"pid": 4242}\n')
+        os._exit(0)
+
+    pid, _ = launch.fork(child)
+    sync.close_child_end()
+    seen: dict = {}
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # both records are in the pipe
+        with pytest.raises(ChildError, match="Not a directory"):
+            sync.serve(pid, until_exec=True, seen=seen)
+        sync.drain(seen)
+    finally:
+        sync.close()
+        launch.kill_and_reap(pid)
+    assert seen == {"pid": 4242}
