@@ -113,7 +113,8 @@ def new_opts() -> Any:
 def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
          pass_fds: Iterable[int] = (),
          on_notify: Callable[[str, int, list[int]], object] | None = None,
-         setup_child: Callable[[], object] | None = None) -> Any:
+         setup_child: Callable[[], object] | None = None,
+         on_start: Callable[[int], object] | None = None) -> Any:
     """Run one CRIU request over `criu swrk` and its notify loop.
 
     CRIU is started as ``criu swrk <fd>`` with one end of a SOCK_SEQPACKET
@@ -122,9 +123,20 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
     (a CRIU "action script": post-dump, setup-namespaces, post-restore,
     orphan-pts-master ...) ``on_notify(script, pid, fds)`` is called, where
     ``fds`` are file descriptors CRIU sent with it; then CRIU is told to go
-    on.  Returns the final criu_resp; raises SwrkError when it failed.
+    on.  ``on_start(pid)`` is called once CRIU runs, before the request
+    is sent.  Returns the final criu_resp; raises SwrkError when it failed.
+
+    CRIU is supervised: the wait for its answer also watches its pidfd,
+    so its death ends the wait at once even when a process it forked
+    still holds the socket open; it runs in a process group of its own,
+    whose leftovers are killed when the request did not succeed (no
+    orphaned CRIU outlives a failure).
     """
+    import select
+    import signal
     import socket
+
+    from . import pidfd as P
 
     rpc_pb2 = rpc()
     criu_path = criu_path or find_criu()
@@ -132,51 +144,80 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
     kind = rpc_pb2.criu_req_type.Name(req_type)
     trace("criu.swrk", request=kind, criu=criu_path)
     proc = None
+    watch = -1
+    ok = False
+    failed: Exception | None = None
     try:
         proc = subprocess.Popen([criu_path, "swrk", str(child.fileno())],
                                 pass_fds=(child.fileno(), *pass_fds), close_fds=True,
-                                preexec_fn=setup_child, stdin=subprocess.DEVNULL)
+                                preexec_fn=setup_child, stdin=subprocess.DEVNULL,
+                                process_group=0)
         child.close()
+        # a real pidfd polls readable when CRIU exits; without one (no
+        # pidfd_open), CRIU's status is looked at every 50 ms instead
+        watch = P.pidfd_open(proc.pid) if P.works() else -1
+        trace("criu.started", pid=proc.pid)
+        if on_start is not None:
+            on_start(proc.pid)
         req = rpc_pb2.criu_req(type=req_type, opts=opts)
         try:
             parent.send(req.SerializeToString())
         except OSError as exc:  # criu is already gone (not a criu, or crashed)
             raise SwrkError(f"criu {kind}: {criu_path} did not take the request "
-                            f"({exc.strerror}; exit status {proc.wait()})") from None
+                            f"({exc.strerror}; {_ended(proc)})") from None
+        poller = select.poll()
+        poller.register(parent.fileno(), select.POLLIN)
+        if watch >= 0:
+            poller.register(watch, select.POLLIN)
         while True:
+            ready = {fd for fd, _ev in poller.poll(None if watch >= 0 else 50)}
+            if not ready and proc.poll() is None:
+                continue
+            if parent.fileno() not in ready:
+                # CRIU exited: its last answer may still be in the socket
+                if not select.select([parent], [], [], 0)[0]:
+                    raise SwrkError(f"criu (pid {proc.pid}) exited without an answer "
+                                    f"({_ended(proc)})")
             try:
                 data, fds = _recv(parent)
             except ConnectionResetError:
                 data, fds = b"", []
             if not data:
-                raise SwrkError(f"criu {kind}: criu exited without an answer "
-                                f"(exit status {proc.wait()})")
+                raise SwrkError(f"criu (pid {proc.pid}) closed the RPC socket without an "
+                                f"answer ({_ended(proc)})")
             resp = rpc_pb2.criu_resp()
             resp.ParseFromString(data)
             if resp.type == rpc_pb2.NOTIFY:
                 script = resp.notify.script
                 trace("criu.notify", script=script, pid=resp.notify.pid, fds=fds)
-                ok = True
                 try:
-                    if on_notify is not None:
+                    if on_notify is not None and failed is None:
                         on_notify(script, resp.notify.pid, fds)
-                except BaseException:
-                    ok = False
-                    raise
+                except Exception as exc:  # noqa: BLE001 - CRIU is told, then it is raised
+                    failed = exc
                 finally:
                     for fd in fds:
                         try:
                             os.close(fd)
                         except OSError:
                             pass
-                    if ok:
-                        parent.send(rpc_pb2.criu_req(type=rpc_pb2.NOTIFY,
-                                                 notify_success=True).SerializeToString())
+                # a failed notify is answered too, and CRIU is left to undo
+                # its work its own way (post-dump: the tasks are resumed);
+                # the handler's error is raised once CRIU has answered
+                try:
+                    parent.send(rpc_pb2.criu_req(type=rpc_pb2.NOTIFY,
+                                                 notify_success=failed is None)
+                                .SerializeToString())
+                except OSError:
+                    pass
                 continue
+            if failed is not None:
+                raise failed
             if not resp.success:
                 msg = resp.cr_errmsg or os.strerror(resp.cr_errno or 0)
                 raise SwrkError(f"criu {kind.lower()} failed: {msg}", resp.cr_errno,
                                 resp.cr_errmsg)
+            ok = True
             return resp
     finally:
         parent.close()
@@ -185,11 +226,40 @@ def swrk(req_type: int, opts: Any, *, criu_path: str | None = None,
         except OSError:
             pass
         if proc is not None:
+            # CRIU sees the closed socket and undoes its work (never killed
+            # in the middle of it: a task with CRIU's parasite inside dies);
+            # what it forked and left behind is killed once it is gone
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _kill_group(proc.pid, signal.SIGKILL)
                 proc.wait()
+            if not ok:
+                _kill_group(proc.pid, signal.SIGKILL)
+        if watch >= 0:
+            os.close(watch)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    """CRIU's process group (its own, from Popen's process_group=0)."""
+    try:
+        os.killpg(pgid, sig)
+        trace("criu.killed", pgid=pgid)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _ended(proc: subprocess.Popen) -> str:
+    """How CRIU ended, in words (it is killed after 30 s still running)."""
+    try:
+        status = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        import signal
+        _kill_group(proc.pid, signal.SIGKILL)
+        return "still running after 30 s: killed"
+    if status < 0:
+        return f"killed by signal {-status}"
+    return f"exit status {status}"
 
 
 def _recv(sock: socket.socket) -> tuple[bytes, list[int]]:
