@@ -144,15 +144,25 @@ class Cgroup:
 
     def procs(self) -> list[int]:
         """Sorted pids in the cgroup (not its children), read from
-        cgroup.procs of the freezer hierarchy (v1) or the unified one."""
+        cgroup.procs of the freezer hierarchy (v1) or the unified one.  A
+        half-made or half-removed cgroup (a create killed part way) may
+        lack that directory: then every hierarchy where it exists is read."""
         if "freezer" in self.layout.v1:
             path = self.paths["freezer"]
         elif self.layout.unified:
             path = self.paths["unified"]
         else:
             path = next(iter(self._dirs))
-        text = _fs.read(os.path.join(path, "cgroup.procs"))
-        return sorted({int(p) for p in text.split()})
+        if os.path.isdir(path) or not self.exists():  # gone everywhere: ENOENT
+            text = _fs.read(os.path.join(path, "cgroup.procs"))
+            return sorted({int(p) for p in text.split()})
+        pids: set[int] = set()
+        for other in self._dirs:
+            try:
+                pids.update(int(p) for p in _fs.read(os.path.join(other, "cgroup.procs")).split())
+            except FileNotFoundError:
+                continue
+        return sorted(pids)
 
     # ------------------------------------------------------------ freezer
 

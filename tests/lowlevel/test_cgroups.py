@@ -752,3 +752,24 @@ def test_v2_freezer_and_kill_in_private_namespace(unified_root_restored):
     assert len(out["kill_trace"]) == 1, out["kill_trace"]
     assert "/cgroup.kill" in out["kill_trace"][0]
     assert out["removed"]
+
+
+def test_procs_of_a_half_made_cgroup(lab):
+    """A create killed part way may leave the cgroup in some hierarchies
+    only: procs() still answers (from the ones where it exists), so
+    delete --force can kill what is there and remove the rest."""
+    cg = lab.cgroup()
+    first = "freezer" if "freezer" in cg.layout.v1 else "unified"
+    others = [h for h in cg.paths if h != first and os.path.isdir(cg.paths[h])]
+    if not others:
+        pytest.skip("one hierarchy only: a cgroup cannot be half made")
+    os.rmdir(cg.paths[first])
+    p = lab.spawn(["sleep", "60"])
+    with open(os.path.join(cg.paths[others[0]], "cgroup.procs"), "w") as f:
+        f.write(str(p.pid))
+    assert cg.procs() == [p.pid]
+    p.kill()
+    p.wait()
+    assert cg.procs() == []
+    cg.remove()
+    assert not cg.exists()
