@@ -5,7 +5,14 @@ freeze the container through its freezer cgroup, dump it into the images
 directory, and (unless ``exit``) thaw it again.  The directory is
 self-describing: the CRIU images, ``config.json`` (the spec the container
 ran with), ``barerun.json`` (id, bundle, versions, options, what fds 0-2
-were) and ``dump.log``.
+were, and whether the dump completed) and ``dump.log``.  Its steps, as a
+transaction (see ``checkpoint``): lock -> checks, barerun.json
+"complete": false, config.json, lease in state.json -> unlock ->
+[checkpoint-leased] -> CRIU (freeze, dump every image) -> post-dump
+notify: [checkpoint-post-dump] barerun.json "complete": true
+[checkpoint-marked] -> CRIU stops the tasks (exit) or thaws them ->
+[checkpoint-dumped] -> lock -> lease gone (freezer as before on failure),
+exit status recorded.  [name]: a BARERUN_STOP_AT point.
 
 Restore is ``runtime.create(new_id, bundle, checkpoint=dir)`` (CREATED,
 nothing runs yet) then ``start()``: the rootfs is bound on a mount point
@@ -27,7 +34,6 @@ CREATED and start() may try again.
 import json
 import os
 import re
-import shutil
 import signal as _signal
 import time
 import weakref
@@ -155,16 +161,53 @@ def _unix_socket_inodes(pids):
 
 
 def checkpoint(container, opts):
-    """Dump ``container`` into opts.path; see the module docstring.  The
-    whole dump runs under the container lock, the status check included."""
+    """Dump ``container`` into opts.path; see the module docstring.
+
+    A transaction: the image directory describes itself before CRIU runs
+    (config.json and a barerun.json saying "complete": false) and is
+    marked complete (barerun.json replaced atomically) from CRIU's
+    post-dump notify, when every image is written and the tasks are still
+    frozen; only then does CRIU stop them (exit mode).  So an interrupted
+    checkpoint leaves a restorable image, or one ``restore`` names as
+    incomplete with the container still running.
+
+    The container lock is held for the checks and the bookkeeping, never
+    across CRIU's dump: state.json carries a lease ("checkpoint": this
+    process, CRIU's pid, the freezer state before) while CRIU runs, which
+    makes pause/resume/exec/update/checkpoint refuse, and which any later
+    barerun undoes (freezer put back) once its holders are gone."""
     with container.locked():
-        _checkpoint(container, opts)
+        job = _begin(container, opts)
+    launch.stop_point("checkpoint-leased")
+    failed = True
+    try:
+        _dump(container, opts, job)
+        failed = False
+    finally:
+        with container.locked():
+            _finish(container, opts, job, failed)
 
 
-def _checkpoint(container, opts):
-    rpc = _criu.rpc()
+class _Job:
+    """One checkpoint in progress: what _begin found and made."""
+
+    def __init__(self, path, work, spec, paused, options):
+        self.path = path
+        self.work = work
+        self.spec = spec
+        self.paused = paused
+        self.options = options
+        self.desc: dict = {}
+        self.started = time.time()
+        self.complete = False
+
+
+def _begin(container, opts):
+    """Under the lock: the checks, the images directory made to describe
+    itself (incomplete), the lease written."""
     status = container.status()
     require(status, "checkpoint", container.id)
+    container.refuse_during_checkpoint("checkpoint")
     if not opts.path:
         raise ContainerError("checkpoint: CheckpointOpts.path (the images directory) is empty")
     spec = load_bundle(container.bundle)
@@ -175,19 +218,64 @@ def _checkpoint(container, opts):
             os.makedirs(d, exist_ok=True)
         except OSError as exc:
             raise ContainerError(f"checkpoint: cannot make {d}: {exc.strerror}") from None
+    job = _Job(path, work, spec, status == Status.PAUSED, asdict(opts))
+    pid = container.pid
+    job.desc = {
+        "id": container.id, "bundle": container.bundle, "complete": False,
+        "created": container.record.get("created", ""),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(job.started)),
+        "barerun_version": _version(), "criu_version": _criu_version(container.criu_path),
+        "options": {k: v for k, v in job.options.items() if k not in ("path", "work_path")},
+        "descriptors": _fd_links(pid), "fds": _extra_fd_links(pid),
+        "terminal": spec.process.terminal, "external_unix": [],
+        "cgroup": container.record.get("cgroup"),
+    }
+    # the descriptor first: an image directory is never without one, and
+    # one that says incomplete until CRIU has written every image
+    _write_image_file(container, os.path.join(path, DESCRIPTOR), _desc_bytes(job.desc))
+    try:
+        with open(os.path.join(container.bundle, "config.json"), "rb") as f:
+            config = f.read()
+    except OSError as exc:
+        raise ContainerError(f"checkpoint {container.id}: read the bundle's config.json: "
+                             f"{os_message(exc)}") from None
+    _write_image_file(container, os.path.join(path, "config.json"), config)
+    container.start_checkpoint_lease(path, job.paused)
+    return job
+
+
+def _desc_bytes(desc):
+    return json.dumps(desc, indent=1).encode()
+
+
+def _write_image_file(container, path, data):
+    """A file of the images directory, written atomically; an I/O error
+    (ENOSPC ...) names the file."""
+    try:
+        write_file(path, data)
+    except OSError as exc:
+        raise CheckpointError(f"container {container.id}: checkpoint: write {path}: "
+                              f"{os_message(exc)}") from None
+
+
+def _dump(container, opts, job):
+    """CRIU's dump, without the lock; the image is marked complete from
+    its post-dump notify."""
+    rpc = _criu.rpc()
+    spec = job.spec
     pid = container.pid
     cg = container.cgroup
-    imgfd = os.open(path, os.O_DIRECTORY | os.O_RDONLY)
-    workfd = os.open(work, os.O_DIRECTORY | os.O_RDONLY)
-    log_path = os.path.join(work, "dump.log")
+    imgfd = os.open(job.path, os.O_DIRECTORY | os.O_RDONLY)
+    workfd = os.open(job.work, os.O_DIRECTORY | os.O_RDONLY)
+    log_path = os.path.join(job.work, "dump.log")
     o = _criu.new_opts()
     o.images_dir_fd = imgfd
     o.work_dir_fd = workfd
     o.log_file = "dump.log"
     o.pid = pid
     o.leave_running = not opts.exit
-    options = asdict(opts)
-    _common_opts(o, spec, options, rpc)
+    o.notify_scripts = True  # post-dump marks the image complete
+    _common_opts(o, spec, job.options, rpc)
     if cg is not None:
         layout = cg.layout
         o.freeze_cgroup = cg.paths["freezer"] if "freezer" in layout.v1 else cg.paths["unified"]
@@ -201,42 +289,52 @@ def _checkpoint(container, opts):
         procs = cg.procs() if cg is not None and cg.exists() else [pid]
         for ino in sorted(_unix_socket_inodes(procs)):
             o.external.append(f"unix[{ino}]")
-    descriptors = _fd_links(pid)
-    extra = _extra_fd_links(pid)
-    was_paused = status == Status.PAUSED
-    started = time.time()
+
+    def on_notify(script, _pid, _fds):
+        if script != "post-dump":
+            return
+        # every image is written, the tasks are still frozen: mark the
+        # image complete (CRIU stops the tasks, exit mode, only after this
+        # answer; a failure here makes it resume them)
+        launch.stop_point("checkpoint-post-dump")
+        if opts.allow_unix_sockets:
+            job.desc["external_unix"] = _external_unix(job.path)
+        job.desc["complete"] = True
+        job.desc["checkpointed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        _write_image_file(container, os.path.join(job.path, DESCRIPTOR), _desc_bytes(job.desc))
+        job.complete = True
+        launch.stop_point("checkpoint-marked")
+
     try:
-        _criu.swrk(rpc.DUMP, o, criu_path=container.criu_path, pass_fds=(imgfd, workfd))
+        _criu.swrk(rpc.DUMP, o, criu_path=container.criu_path, pass_fds=(imgfd, workfd),
+                   on_notify=on_notify, on_start=container.checkpoint_lease_criu)
     except _criu.SwrkError as exc:
-        if cg is not None and not was_paused:
-            try:
-                cg.thaw()  # a failed dump must leave the container running
-            except OSError:
-                pass
-        fresh = _fresh(log_path, started)
-        raise CheckpointError(_failure(container.id, "dump", exc, log_path, started),
+        fresh = _fresh(log_path, job.started)
+        raise CheckpointError(_failure(container.id, "dump", exc, log_path, job.started),
                               log_path if fresh else None,
                               _criu.log_tail(log_path) if fresh else "") from None
     finally:
         os.close(imgfd)
         os.close(workfd)
-    desc = {
-        "id": container.id, "bundle": container.bundle,
-        "created": container.record.get("created", ""),
-        "checkpointed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "barerun_version": _version(), "criu_version": _criu_version(container.criu_path),
-        "options": {k: v for k, v in options.items() if k not in ("path", "work_path")},
-        "descriptors": descriptors, "fds": extra, "terminal": spec.process.terminal,
-        "external_unix": _external_unix(path) if opts.allow_unix_sockets else [],
-        "cgroup": container.record.get("cgroup"),
-    }
-    write_file(os.path.join(path, DESCRIPTOR), json.dumps(desc, indent=1).encode())
-    shutil.copyfile(os.path.join(container.bundle, "config.json"),
-                    os.path.join(path, "config.json"))
-    if opts.exit:
-        container.reap_init()
-        container.record_exit(container.exit_status if container.exit_status is not None
-                              else 128 + _signal.SIGKILL)
+    launch.stop_point("checkpoint-dumped")
+    if not job.complete:
+        raise CheckpointError(f"container {container.id}: criu dump succeeded without a "
+                              "post-dump notify: the image is not marked complete",
+                              log_path, _criu.log_tail(log_path))
+
+
+def _finish(container, opts, job, failed):
+    """Under the lock again: the lease gone; after a failure the freezer
+    as it was before; after an exit-mode dump the init's exit recorded."""
+    try:
+        container.end_checkpoint_lease(restore_freezer=failed or not opts.exit)
+    except NotFound:
+        return  # deleted meanwhile (delete --force)
+    if failed or not opts.exit:
+        return
+    container.reap_init()
+    container.record_exit(container.exit_status if container.exit_status is not None
+                          else 128 + _signal.SIGKILL)
 
 
 def _external_unix(path):
@@ -313,6 +411,10 @@ def read_checkpoint(path):
         raise NotFound(f"{path}/{DESCRIPTOR} is unreadable: {os_message(exc)}") from None
     except ValueError as exc:
         raise NotFound(f"{path}/{DESCRIPTOR} is unreadable: {exc}") from None
+    if desc.get("complete") is False:
+        raise NotFound(f"{path} is an incomplete checkpoint: the dump of container "
+                       f"{desc.get('id', '?')} started at {desc.get('started', '?')} did not "
+                       f"finish (see {DESCRIPTOR} and dump.log there)")
     if not os.path.exists(os.path.join(path, "inventory.img")):
         raise NotFound(f"{path} has no CRIU images (inventory.img is missing)")
     return desc

@@ -159,6 +159,9 @@ class Container:
 
     def status(self) -> Status:
         st = self._reload()
+        if st.get("checkpoint") and not self._lease_live(st["checkpoint"]):
+            self._undo_stale_lease()
+            st = self._st
         if st.get("restore") and not st.get("pid"):
             return Status.CREATED  # made from a checkpoint: restores on start
         if not self._init_alive():
@@ -177,6 +180,81 @@ class Container:
     def state(self) -> State:
         status = self.status()
         return State(status, self.pid if status != Status.STOPPED else 0)
+
+    # ------------------------------------------------------------ checkpoint lease
+
+    # While CRIU dumps the container, state.json holds a lease, not the lock:
+    # {"checkpoint": {"by": [pid, start], "criu": [pid, start], "path": ...,
+    # "paused": the freezer state before}}.  It is live while barerun or
+    # CRIU is; a stale one (both killed) is undone by whoever reads the
+    # status next: the freezer goes back to what it was.
+
+    @staticmethod
+    def _lease_live(lease: dict) -> bool:
+        for key in ("by", "criu"):
+            holder = lease.get(key)
+            if holder and P.ProcessId(holder[0], holder[1]).alive():
+                return True
+        return False
+
+    def _undo_stale_lease(self) -> None:
+        with self._store:
+            st = self._reload()
+            lease = st.get("checkpoint")
+            if not lease or self._lease_live(lease):
+                return
+            tracing.trace("checkpoint.stale", path=lease.get("path"),
+                          by=lease.get("by"), criu=lease.get("criu"))
+            self._put_freezer_back(bool(lease.get("paused")))
+            st.pop("checkpoint", None)
+            self.save_record(st)
+
+    def _put_freezer_back(self, paused: bool) -> None:
+        cg = self.cgroup
+        if cg is None or not cg.exists():
+            return
+        try:
+            if paused:
+                cg.freeze()
+            else:
+                cg.thaw()
+        except OSError:
+            pass
+
+    def refuse_during_checkpoint(self, what: str) -> None:
+        """InvalidState while a checkpoint of this container runs."""
+        lease = self._st.get("checkpoint")
+        if lease and self._lease_live(lease):
+            by = lease.get("by") or [0]
+            raise InvalidState(f"container {self.id}: {what}: a checkpoint into "
+                               f"{lease.get('path')} is in progress (barerun pid {by[0]})",
+                               self.status())
+
+    def start_checkpoint_lease(self, path: str, paused: bool) -> None:
+        """Under the lock: the lease of a checkpoint this process runs."""
+        me = os.getpid()
+        st = self._reload()
+        st["checkpoint"] = {"by": [me, P.start_time(me)], "criu": None, "path": path,
+                            "paused": paused}
+        self.save_record(st)
+
+    def checkpoint_lease_criu(self, pid: int) -> None:
+        """CRIU runs as ``pid``: while it lives the lease does too (an
+        orphaned CRIU finishes, or undoes, its dump on its own)."""
+        with self._store:
+            st = self._reload()
+            if st.get("checkpoint"):
+                st["checkpoint"]["criu"] = [pid, P.start_time(pid)]
+                self.save_record(st)
+
+    def end_checkpoint_lease(self, restore_freezer: bool) -> None:
+        """Under the lock: the lease gone, the freezer put back as it was
+        before the checkpoint when ``restore_freezer``."""
+        st = self._reload()
+        lease = st.pop("checkpoint", None)
+        if lease is not None and restore_freezer:
+            self._put_freezer_back(bool(lease.get("paused")))
+        self.save_record(st)
 
     # ------------------------------------------------------------ start
 
@@ -438,6 +516,7 @@ class Container:
         freezer.state, v2 cgroup.freeze); returns once they are stopped."""
         with self._store:
             require(self.status(), "pause", self.id)
+            self.refuse_during_checkpoint("pause")
             try:
                 self._own_cgroup("pause").freeze()
             except OSError as exc:
@@ -448,6 +527,7 @@ class Container:
         """Thaw a paused container."""
         with self._store:
             require(self.status(), "resume", self.id)
+            self.refuse_during_checkpoint("resume")
             try:
                 self._own_cgroup("resume").thaw()
             except OSError as exc:
@@ -471,6 +551,7 @@ class Container:
             parsed = res
         with self._store:
             require(self.status(), "update", self.id)
+            self.refuse_during_checkpoint("update")
             cg = self._own_cgroup("update")
             try:
                 resources.apply(cg, parsed, "resources", devices=bool(parsed.devices))
@@ -502,6 +583,7 @@ class Container:
         from .exec import exec_process
         with self._store:
             require(self.status(), "exec", self.id)
+            self.refuse_during_checkpoint("exec")
             p = exec_process(self, opts, **kwargs)
             self._execs[p.pid] = p
         return p

@@ -38,7 +38,9 @@ class InvalidId(ContainerError):
 
 
 class CheckpointError(ContainerError):
-    """CRIU failed; carries CRIU's message, the log path and its last lines."""
+    """CRIU failed: one line, CRIU's words for the cause and where its log
+    is; the log's last lines are kept in ``log_tail`` (the CLI writes them
+    to its --log file, never to stderr)."""
 
     def __init__(self, message, log_path=None, log_tail=""):
         self.log_path = log_path
@@ -46,8 +48,6 @@ class CheckpointError(ContainerError):
         text = message
         if log_path:
             text += f" (log: {log_path})"
-        if log_tail:
-            text += "\n" + log_tail
         super().__init__(text)
 
 

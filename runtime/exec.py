@@ -265,10 +265,9 @@ def _grandchild(w, proc, sock, sfilter, stub):
         find_executable,
         prepare_process,
         report_failure,
-        stop_point,
     )
     try:
-        stop_point("exec-in-pidns")
+        launch.stop_point("exec-in-pidns")
         os.setsid()
         console_fd = child_console(sock, proc.console_size)
         _io.reopen_null()

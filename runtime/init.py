@@ -206,16 +206,6 @@ def _init(plan):
         os._exit(127 if exc.errno == errno.ENOENT else 126)
 
 
-def stop_point(name):
-    """Stop this child here (SIGSTOP to itself) when BARERUN_STOP_AT names
-    this point, so that it can be looked at as it is (its /proc/<pid>
-    from the host or from inside the container); SIGCONT goes on.  Points:
-    "exec-in-pidns" (the exec'd process's first step in the container's
-    pid namespace)."""
-    if os.environ.get("BARERUN_STOP_AT") == name:
-        signal.raise_signal(signal.SIGSTOP)
-
-
 def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified, console=None):
     """The first steps of every forked child, the init's and exec's.
 

@@ -217,6 +217,21 @@ def _child_log(pid: int, msg: dict) -> None:
         logger.handle(record)
 
 
+def stop_point(name: str) -> None:
+    """Stop this process here (SIGSTOP to itself) when BARERUN_STOP_AT
+    names this point, so that it can be looked at as it is (its
+    /proc/<pid> from the host or from inside the container) or killed
+    there; SIGCONT goes on.  Points: "exec-in-pidns" (the exec'd
+    process's first step in the container's pid namespace); in
+    checkpoint, "checkpoint-leased" (the image directory describes itself,
+    CRIU not started yet), "checkpoint-post-dump" (CRIU has written every
+    image, the tasks are frozen, the image not yet marked complete),
+    "checkpoint-marked" (marked complete, CRIU not yet answered) and
+    "checkpoint-dumped" (CRIU has finished, the lease not yet gone)."""
+    if os.environ.get("BARERUN_STOP_AT") == name:
+        signal.raise_signal(signal.SIGSTOP)
+
+
 # ---------------------------------------------------------------- fork
 
 

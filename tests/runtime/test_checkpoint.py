@@ -40,6 +40,7 @@ import pytest
 import runtime
 from lowlevel import criu
 from runtime.bundle import default_spec
+from runtime.checkpoint import read_checkpoint
 from tests.conftest import (cgroup_dirs, criu_needs_unfiltered, host_mounts_with,
                             new_container_id, read, wait_for)
 
@@ -337,7 +338,9 @@ def test_tcp_connection_refused_without_allow_tcp(create, images):
     advances(o.stdout_path, at, by=3)
     send_line(c, "still")
     wait_for(lambda: server_got(c) == "before\nstill\n", what="the connection to still work")
-    assert not os.path.exists(os.path.join(ck, "barerun.json"))
+    # the images directory says what it is: an incomplete checkpoint
+    with pytest.raises(runtime.NotFound, match="incomplete checkpoint"):
+        read_checkpoint(ck)
 
 
 @criu_needs_unfiltered
