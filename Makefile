@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CRIU_SRC := /var/cache/barerun/criu/src
 
-.PHONY: setup host venv bytecode test test-enosys demo bench clean
+.PHONY: setup host venv bytecode test test-enosys fuzz demo bench clean
 
 setup: host venv bytecode
 
@@ -49,6 +49,12 @@ ENOSYS_TESTS ?= tests/lowlevel tests/runtime tests/security
 test-enosys: setup
 	@echo "the lowlevel, runtime and security suites again, with clone3, openat2, mount_setattr, pidfd_open and pidfd_send_signal failing (ENOSYS):"
 	$(PY) tests/enosys.py $(PY) -m pytest -p tests.enosys $(ENOSYS_TESTS) $(PYTEST_ARGS)
+
+# a long random run of the fuzz targets (tests/fuzz; `make test` runs a
+# short reproducible one): BARERUN_FUZZ_EXAMPLES examples per target
+BARERUN_FUZZ_EXAMPLES ?= 10000
+fuzz: setup
+	BARERUN_FUZZ_EXAMPLES=$(BARERUN_FUZZ_EXAMPLES) $(PY) -m pytest -p no:cacheprovider tests/fuzz $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m runtime.demo

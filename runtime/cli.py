@@ -39,6 +39,16 @@ class _Parser(argparse.ArgumentParser):
         raise Usage(f"{self.prog}: {message}")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
+def one_line(text):
+    """``text`` with its control characters escaped: an error quotes what
+    the user gave (an argument, a path from the spec), which may hold a
+    newline, and is still one line."""
+    return text.translate(_CONTROL)
+
+
 # ---------------------------------------------------------------- logging
 
 def rfc3339(ns=None):
@@ -850,7 +860,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
     except Usage as exc:
-        sys.stderr.write(f"{exc}\n")
+        sys.stderr.write(f"{one_line(str(exc))}\n")
         _log_usage_error(argv, str(exc), parser)
         return 1
     except SystemExit as exc:  # --help
@@ -871,6 +881,12 @@ def main(argv=None):
         rc = args.func(args)
         return rc or 0
     except ContainerError as exc:
+        tail = getattr(exc, "log_tail", "")
+        if tail and args.log:
+            # CRIU's own last lines, before the one-line error (the last
+            # record is what containerd shows)
+            for line in tail.splitlines():
+                write_log(args.log, "debug", f"criu: {line}", args.log_format)
         return _fail(args, str(exc))
     except OSError as exc:
         return _fail(args, os_message(exc))
@@ -917,6 +933,7 @@ def _log_usage_error(argv, message, parser):
 
 def _fail(args, message):
     """The one line a failure shows: on stderr, and as a record in --log."""
+    message = one_line(message)
     if args.log and write_log(args.log, "error", message, args.log_format):
         sys.stderr.write(f"{message}\n")
     else:
