@@ -10,9 +10,11 @@ deterministically (BARERUN_STOP_AT stops barerun there, the test kills
 it); CRIU, and barerun between steps, are killed after fixed delays
 spread over the dump, each case checking every outcome it may meet."""
 
+import errno
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -23,9 +25,6 @@ from runtime.errors import NotFound
 from tests.conftest import criu_needs_unfiltered, pid_alive, wait_for
 from tests.runtime.test_cli import (  # noqa: F401 - fixtures used by name
     TIMEOUT, cli, cli_rootfs, subreaper)
-
-pytestmark = criu_needs_unfiltered
-
 
 def _process_state(pid):
     try:
@@ -132,6 +131,7 @@ POINTS = ["checkpoint-leased", "checkpoint-post-dump", "checkpoint-marked",
           "checkpoint-dumped"]
 
 
+@criu_needs_unfiltered
 @pytest.mark.parametrize("point", POINTS)
 @pytest.mark.parametrize("mode", ["exit", "leave-running"])
 def test_barerun_killed_at_a_checkpoint_step_loses_nothing(cli, tmp_path, point, mode):
@@ -149,6 +149,7 @@ def test_barerun_killed_at_a_checkpoint_step_loses_nothing(cli, tmp_path, point,
         read_checkpoint(image)  # complete
 
 
+@criu_needs_unfiltered
 @pytest.mark.parametrize("point", ["checkpoint-leased", "checkpoint-post-dump"])
 def test_a_paused_container_stays_paused_after_a_killed_checkpoint(cli, tmp_path, point):
     cid, _pid, b = _running(cli)
@@ -159,6 +160,7 @@ def test_a_paused_container_stays_paused_after_a_killed_checkpoint(cli, tmp_path
     _assert_nothing_lost(cli, cid, b, image, paused=True)
 
 
+@criu_needs_unfiltered
 def test_a_checkpoint_in_progress_makes_pause_refuse_not_hang(cli, tmp_path):
     cid, _pid, _b = _running(cli)
     image = str(tmp_path / "image")
@@ -198,6 +200,7 @@ def _spawn_and_kill_criu(cli, cid, image, delay, *extra):
 DELAYS = [0, 0.005, 0.01, 0.02, 0.03, 0.035, 0.04, 0.05, 0.08, 0.12, 0.2]
 
 
+@criu_needs_unfiltered
 @pytest.mark.parametrize("delay", DELAYS)
 @pytest.mark.parametrize("mode", ["exit", "leave-running"])
 def test_criu_killed_during_a_dump_loses_nothing(cli, tmp_path, delay, mode):
@@ -213,6 +216,7 @@ def test_criu_killed_during_a_dump_loses_nothing(cli, tmp_path, delay, mode):
     _assert_nothing_lost(cli, cid, b, image, init=pid, criu_killed=True)
 
 
+@criu_needs_unfiltered
 @pytest.mark.parametrize("delay", DELAYS[1:])
 def test_barerun_killed_during_a_dump_loses_nothing(cli, tmp_path, delay):
     cid, _pid, b = _running(cli)
@@ -265,3 +269,61 @@ def test_barerun_killed_during_exec_leaves_the_container_running(cli, delay):
     assert _freezer(cid) == "THAWED"
     r = cli("exec", cid, "true")
     assert r.rc == 0, r
+
+
+@criu_needs_unfiltered
+@pytest.mark.parametrize("paused", [True, False], ids=["paused", "running"])
+def test_a_failed_dump_leaves_the_freezer_as_it_was(cli, tmp_path, paused):
+    """CRIU refuses this container (its stdout is a file on a host mount it
+    cannot dump): a paused container stays paused, a running one runs."""
+    cid, pid, _b = cli.create(["sleep", "600"])
+    cli("start", cid).ok()
+    if paused:
+        cli("pause", cid).ok()
+    image = str(tmp_path / "image")
+    r = cli("checkpoint", "--image-path", image, cid)
+    assert r.rc == 1 and "criu dump failed" in r.err, r
+    assert len(r.err.strip().splitlines()) == 1, r.err
+    st = cli.state(cid)
+    assert st["status"] == ("paused" if paused else "running") and st["pid"] == pid
+    assert _freezer(cid) == ("FROZEN" if paused else "THAWED")
+    assert _lease(cli, cid) is None
+    with pytest.raises(NotFound, match="incomplete checkpoint"):
+        read_checkpoint(image)
+
+
+@criu_needs_unfiltered
+@pytest.mark.parametrize("mode", ["exit", "leave-running"])
+def test_a_full_image_filesystem_after_the_dump_names_the_file(cli, tmp_path, mode):
+    """The image filesystem fills up once CRIU has written every image,
+    before barerun marks it complete: the error names barerun.json and
+    the space it lacked, the container runs on, the image says incomplete."""
+    cid, pid, b = _running(cli)
+    image = str(tmp_path / "image")
+    os.mkdir(image)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", image], check=True)
+    try:
+        env = dict(os.environ, BARERUN_STOP_AT="checkpoint-post-dump")
+        extra = ("--leave-running",) if mode == "leave-running" else ()
+        p, _out, err = cli.spawn("checkpoint", "--image-path", image, *extra, cid, env=env)
+        wait_for(lambda: _process_state(p.pid) == "T" or p.poll() is not None,
+                 timeout=TIMEOUT, what="barerun checkpoint to stop at checkpoint-post-dump")
+        assert p.poll() is None, open(err).read()
+        with open(os.path.join(image, "filler"), "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        os.kill(p.pid, signal.SIGCONT)
+        assert p.wait(timeout=TIMEOUT) == 1
+        text = open(err).read()
+        assert len(text.strip().splitlines()) == 1, text
+        assert f"{image}/barerun.json" in text and "No space left on device" in text, text
+        st = cli.state(cid)
+        assert st["status"] == "running" and st["pid"] == pid
+        assert _freezer(cid) == "THAWED"
+        with pytest.raises(NotFound, match="incomplete checkpoint"):
+            read_checkpoint(image)
+    finally:
+        subprocess.run(["umount", "-l", image], check=False)
