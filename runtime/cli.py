@@ -621,7 +621,7 @@ def features():
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": list(_spec.HOOK_STAGES),
         "mountOptions": sorted(options),
         "linux": {
             "namespaces": namespaces,

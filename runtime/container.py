@@ -283,6 +283,20 @@ class Container:
             os.unlink(self._store.fifo_path)
             self._st["status"] = "running"
             self._store.write(self._st)
+            self._run_hooks("poststart", "running")
+
+    def _run_hooks(self, stage: str, status: str) -> None:
+        """poststart/poststop (recorded at create): a failure is a warning."""
+        raw = self._st.get("hooks")
+        if not raw or not raw.get(stage):
+            return
+        from . import hooks
+        from .spec import parse_hooks
+        parsed = parse_hooks({"hooks": {stage: raw[stage]}})
+        state = hooks.state_json(self.id, status, self.pid if status != "stopped" else 0,
+                                 self.bundle, self._st.get("annotations") or {},
+                                 self._st.get("oci_version", ""))
+        hooks.run_or_warn(parsed.get(stage, []), state)
 
     # ------------------------------------------------------------ signals
 
@@ -459,6 +473,7 @@ class Container:
                                          f"{os_message(exc)}") from None
             if self._stdio is not None:
                 self._stdio.close_stdin()
+            self._run_hooks("poststop", "stopped")
             self._store.remove()
 
     def _kill_everything(self, cg):

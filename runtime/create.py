@@ -11,8 +11,9 @@ Parent side, in order (each step traced through the lowlevel calls):
    unshares CLONE_NEWPID, so its next child becomes pid 1 of that
    namespace and stays the parent's own child (wait() can reap it), then
    goes back to its own pid namespace; the child does the rest (init.py);
-6. serve the sync channel (launch.Channel): the child's trace, then
-   "ready", or the failed step with errno/path;
+6. serve the sync channel (launch.Channel): the child's trace, the
+   "hooks" step (prestart and createRuntime hooks run here, see hooks.py),
+   then "ready", or the failed step with errno/path;
 7. record pid + start time in state.json: status CREATED.
 
 Any failure undoes everything made so far: nothing is left behind.
@@ -137,6 +138,10 @@ def _create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         if spec.seccomp is not None:
             # exec'd processes get the container's filter (as runc)
             state["seccomp"] = spec.raw["linux"]["seccomp"]
+        if spec.hooks:
+            # start and delete run poststart/poststop from here
+            state["hooks"] = spec.raw["hooks"]
+            state["oci_version"] = spec.oci_version
         store.write(state)
         cg = cgroups.Cgroup(cgpath)
         cg.create()
@@ -159,7 +164,17 @@ def _create(cid, bundle, *, root=None, io=None, checkpoint=None, pid_file=None,
         stdio.close_child_side()
         if chan is not None:
             chan.after_fork()
-        sync.serve(pid)
+        def create_hooks(_msg):
+            # the init's namespaces and mounts exist, pivot_root not yet done
+            from . import hooks
+            st = hooks.state_json(cid, "creating", pid, spec.bundle, spec.annotations,
+                                  spec.oci_version)
+            for stage in ("prestart", "createRuntime"):
+                if spec.hooks.get(stage):
+                    hooks.run(spec.hooks[stage], st)
+            return {"state": st}
+
+        sync.serve(pid, on={"hooks": create_hooks})
         console = launch.start_console(chan, io)
         state.update(status="created", pid=pid, start_time=P.start_time(pid))
         store.write(state)

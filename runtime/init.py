@@ -30,7 +30,7 @@ from lowlevel import system as S
 from . import rootfs
 from . import seccomp as _seccomp
 from .errors import InvalidSpec
-from .launch import send
+from .launch import request, send
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -140,10 +140,16 @@ def _init(plan):
     # the capability count comes from /proc/sys/kernel/cap_last_cap: read
     # it now, a chroot (no mount namespace) has no /proc
     C.last_cap()
-    # 4. the root filesystem
+    # 4. the root filesystem; the hooks of create just before pivot_root
+    hook_state = []
+
+    def create_hooks():
+        hook_state.append(_create_hooks(plan))
     if "mount" in spec.namespaces and not spec.namespaces["mount"]:
-        rootfs.prepare(spec, plan.cgroup.rel if plan.cgroup is not None else None)
+        rootfs.prepare(spec, plan.cgroup.rel if plan.cgroup is not None else None,
+                       before_pivot=create_hooks)
     else:
+        create_hooks()
         try:
             os.chroot(spec.rootfs)
             os.chdir("/")
@@ -187,6 +193,8 @@ def _init(plan):
             if got:
                 break
         os.close(fifo_fd)
+    if spec.hooks.get("startContainer") and hook_state[0]:
+        _start_hooks(spec, hook_state[0])
     env = environ(proc)
     if plan.seccomp is not None and proc.no_new_privileges:
         # with no_new_privs the filter needs no capability: loaded as late
@@ -204,6 +212,46 @@ def _init(plan):
     except OSError as exc:
         os.write(2, f"barerun: exec {proc.args[0]}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == errno.ENOENT else 126)
+
+
+CREATE_HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer")
+
+
+def _create_hooks(plan):
+    """Every mount made, before pivot_root: the parent runs the prestart
+    and createRuntime hooks (a launcher step, in the runtime's
+    namespaces), then this process the createContainer ones (in the
+    container's namespaces, their paths still resolving in the runtime's
+    mount tree).  Returns the state JSON the hooks were given, or None
+    when the spec has no hook of create or start."""
+    spec = plan.spec
+    if not any(spec.hooks.get(stage) for stage in CREATE_HOOKS):
+        return None
+    from . import hooks
+    if spec.hooks.get("startContainer"):
+        import subprocess  # noqa: F401 - after pivot_root the host's modules are out of reach
+    answer = request(plan.report_fd, plan.sync_in, "hooks")
+    state = answer["state"]
+    if spec.hooks.get("createContainer"):
+        try:
+            hooks.run(spec.hooks["createContainer"], state)
+        except hooks.HookError as exc:
+            raise Fail(exc.fld, message=str(exc)) from None
+    return state
+
+
+def _start_hooks(spec, state):
+    """After start, before the program's execve: the startContainer hooks,
+    in the container (their paths resolve there).  The sync channel is
+    closed by now: a failure is said on stderr and ends the init."""
+    from . import hooks
+    st = json.loads(state)
+    st["status"] = "created"
+    try:
+        hooks.run(spec.hooks["startContainer"], json.dumps(st))
+    except hooks.HookError as exc:
+        os.write(2, f"barerun: {exc}\n".encode())
+        os._exit(1)
 
 
 def begin_child(title, report_fd, keep, preserve_fds, cgroup, joined_unified, console=None):

@@ -43,9 +43,11 @@ class StepError(Exception):
         super().__init__(f"{step} {path}: {text}")
 
 
-def prepare(spec, cgroup_rel=None):
+def prepare(spec, cgroup_rel=None, before_pivot=None):
     """Steps 1-5; returns with the process inside the new root.
-    ``cgroup_rel`` is the container's cgroup (see mount_cgroup)."""
+    ``cgroup_rel`` is the container's cgroup (see mount_cgroup);
+    ``before_pivot()`` runs once every mount is made, in the rootfs, just
+    before pivot_root (the hooks of create)."""
     root = spec.rootfs
     _step("make / a slave mount", "/", M.mount, None, "/", None,
           spec.rootfs_propagation or (MS["MS_SLAVE"] | MS["MS_REC"]))
@@ -73,6 +75,8 @@ def prepare(spec, cgroup_rel=None):
         _step("chdir to rootfs", root, os.fchdir, rootfd)
     finally:
         os.close(rootfd)
+    if before_pivot is not None:
+        before_pivot()
     pivot(root)
 
 

@@ -153,12 +153,55 @@ class Spec(Record):
     """The checked, typed form of config.json that the runtime acts on."""
     # namespaces: oci name -> path or None (new)
     # seccomp: Seccomp (linux.seccomp) or None
+    # hooks: stage name -> [Hook], only the stages that have some
     _fields = ("raw", "bundle", "rootfs", "readonly_root", "process", "hostname", "domainname",
                "namespaces", "mounts", "devices", "masked_paths", "readonly_paths",
                "rootfs_propagation", "cgroups_path", "resources", "sysctl", "annotations",
-               "seccomp")
-    _defaults = {"seccomp": None}
+               "seccomp", "hooks", "oci_version")
+    _defaults = {"seccomp": None, "hooks": {}, "oci_version": ""}
     __slots__ = _fields
+
+
+class Hook(Record):
+    """One OCI hook: path (absolute, resolved where its stage runs), args
+    (argv, args[0] included; [path] when empty), env (its whole
+    environment), timeout (seconds, or None) and fld (its spec field)."""
+    _fields = ("path", "args", "env", "timeout", "fld")
+    __slots__ = _fields
+
+    path: str
+    args: list[str]
+    env: list[str]
+    timeout: int | None
+    fld: str
+
+
+HOOK_STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+               "poststop")
+
+
+def parse_hooks(raw):
+    """``hooks`` of config.json: {stage: [Hook]} for the stages given."""
+    hooks = _get(raw, "hooks", dict, "hooks", {})
+    out = {}
+    for stage in hooks:
+        fld = f"hooks.{stage}"
+        if stage not in HOOK_STAGES:
+            raise InvalidSpec(fld, f"unknown hook stage (one of {', '.join(HOOK_STAGES)})")
+        got = []
+        for i, h in enumerate(_get(hooks, stage, list, fld, [])):
+            hf = f"{fld}[{i}]"
+            path = _get(h, "path", str, f"{hf}.path")
+            if not path or not path.startswith("/"):
+                raise InvalidSpec(f"{hf}.path", f"must be an absolute path, not {path!r}")
+            timeout = _get(h, "timeout", int, f"{hf}.timeout")
+            if timeout is not None and timeout <= 0:
+                raise InvalidSpec(f"{hf}.timeout", f"must be more than 0 seconds, not {timeout}")
+            got.append(Hook(path=path, args=_strlist(h, "args", f"{hf}.args") or [path],
+                            env=_strlist(h, "env", f"{hf}.env"), timeout=timeout, fld=hf))
+        if got:
+            out[stage] = got
+    return out
 
 
 def _get(d, key, kind, fld, default=None):
@@ -241,9 +284,6 @@ def load_bundle(bundle):
 def parse(raw, bundle):
     if not isinstance(raw, dict):
         raise InvalidSpec("", "config.json must hold a JSON object")
-    for key in ("hooks",):
-        if raw.get(key):
-            raise InvalidSpec(key, "not supported by barerun")
     root = _get(raw, "root", dict, "root")
     if not root:
         raise InvalidSpec("root", "missing (root.path names the container's root filesystem)")
@@ -306,6 +346,8 @@ def parse(raw, bundle):
         sysctl=parse_sysctl(linux, namespaces),
         annotations=annotations,
         seccomp=parse_seccomp(linux),
+        hooks=parse_hooks(raw),
+        oci_version=_get(raw, "ociVersion", str, "ociVersion", ""),
     )
 
 

@@ -191,7 +191,8 @@ def test_features():
     f = json.loads(r.stdout)
     assert f["ociVersionMin"] == "1.0.0"
     assert f["ociVersionMax"].startswith("1.0.2")
-    assert f["hooks"] == []  # barerun refuses hooks
+    assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
+                          "poststart", "poststop"]
     assert f["annotations"] == {}
     opts = set(f["mountOptions"])
     assert {"ro", "rw", "bind", "rbind", "nosuid", "nodev", "noexec", "rprivate",

@@ -201,8 +201,9 @@ def test_hostname_needs_uts(bdir):
     bad(bdir, m, "hostname")
 
 
-def test_hooks_refused(bdir):
-    bad(bdir, lambda sp: sp.update(hooks={"prestart": [{"path": "/bin/true"}]}), "hooks")
+def test_hooks_relative_path_refused(bdir):
+    bad(bdir, lambda sp: sp.update(hooks={"prestart": [{"path": "bin/true"}]}),
+        "hooks.prestart[0].path")
 
 
 # ---------------------------------------------------------------- namespaces
