@@ -19,7 +19,7 @@ import time
 import runtime
 
 from . import spec as _spec
-from .errors import ContainerError, InvalidState, NotFound, os_message
+from .errors import ContainerError, InvalidState, NotFound, one_line, os_message
 from .status import Status
 
 # go-runc (containerd) reads the "commit: " and "spec: " lines by prefix;
@@ -37,16 +37,6 @@ class Usage(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise Usage(f"{self.prog}: {message}")
-
-
-_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
-
-
-def one_line(text):
-    """``text`` with its control characters escaped: an error quotes what
-    the user gave (an argument, a path from the spec), which may hold a
-    newline, and is still one line."""
-    return text.translate(_CONTROL)
 
 
 # ---------------------------------------------------------------- logging

@@ -1,8 +1,25 @@
 """The one error family of barerun: every failure a user can see."""
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t",
+                                                     127: "\\x7f"}
+
+
+def one_line(text):
+    """``text`` with its control characters escaped: an error quotes what
+    the user gave (an argument, a key or path from the spec), which may
+    hold a newline, and is still one line."""
+    return text.translate(_CONTROL)
+
+
 class ContainerError(Exception):
-    """Base of every barerun error; its text is meant for the user."""
+    """Base of every barerun error; its text is meant for the user, and is
+    always one line (control characters in what it quotes are escaped)."""
+
+    def __init__(self, *args):
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (one_line(args[0]),)
+        super().__init__(*args)
 
 
 class NotFound(ContainerError):

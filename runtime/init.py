@@ -29,7 +29,7 @@ from lowlevel import system as S
 
 from . import rootfs
 from . import seccomp as _seccomp
-from .errors import InvalidSpec
+from .errors import InvalidSpec, os_message
 from .launch import request, send
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,6 +40,8 @@ class Fail(Exception):
         self.step = step
         self.path = path
         self.errno = getattr(exc, "errno", None)
+        if message is None and isinstance(exc, OSError):
+            message = os_message(exc)
         self.message = message or (str(exc) if exc else step)
 
 

@@ -23,7 +23,7 @@ import sys
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import runtime
@@ -149,6 +149,10 @@ def _nothing_left(root, cid):
 
 @SETTINGS
 @given(changes=edits)
+# found by `make fuzz` once: a key holding a newline, and a refused
+# oom_score_adj whose error carried "[Errno 13]"
+@example(changes=[(("linux", "sysctl"), {"\n": ""})])
+@example(changes=[(("process", "oomScoreAdj"), -1)])
 def test_a_fuzzed_spec_is_created_or_refused_in_one_line(rootfs, fuzz_dir, changes):
     spec = default_spec(["true"])
     spec["root"]["path"] = rootfs
