@@ -489,15 +489,21 @@ def parse_process(p, fld):
     if size:
         console = (_get(size, "height", int, fld + ".consoleSize.height", 0),
                    _get(size, "width", int, fld + ".consoleSize.width", 0))
+        for name, v in zip(("height", "width"), console, strict=True):
+            if not 0 <= v <= 0xFFFF:
+                raise InvalidSpec(f"{fld}.consoleSize.{name}", f"must be 0 to 65535, not {v}")
     for key in ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity"):
         if p.get(key):
             raise InvalidSpec(f"{fld}.{key}", "not supported by barerun")
+    oom = _get(p, "oomScoreAdj", int, fld + ".oomScoreAdj")
+    if oom is not None and not -1000 <= oom <= 1000:
+        raise InvalidSpec(f"{fld}.oomScoreAdj", f"must be -1000 to 1000, not {oom}")
     return Process(args=args, env=env, cwd=cwd, user=user,
                    terminal=_get(p, "terminal", bool, fld + ".terminal", False),
                    console_size=console, capabilities=capabilities, rlimits=rlimits,
                    no_new_privileges=_get(p, "noNewPrivileges", bool,
                                           fld + ".noNewPrivileges", False),
-                   oom_score_adj=_get(p, "oomScoreAdj", int, fld + ".oomScoreAdj"))
+                   oom_score_adj=oom)
 
 
 def _rlim(v):

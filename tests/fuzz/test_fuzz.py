@@ -44,7 +44,8 @@ BARERUN = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "bareru
 PYTHON_TEXT = ("Traceback", "[Errno", "Error:", "object is not", "object has no",
                "cannot be interpreted", "embedded null", "invalid literal", "unhashable",
                "not subscriptable", "is not iterable", "NoneType", "surrogates not allowed",
-               "codec can't", "internal error", "maximum recursion", "out of range")
+               "codec can't", "internal error", "maximum recursion", "index out of range",
+               "too large to convert", "int too big")
 
 # where a value is replaced (a path of keys and list indexes into the spec)
 FIELDS = [
@@ -153,6 +154,8 @@ def _nothing_left(root, cid):
 # oom_score_adj whose error carried "[Errno 13]"
 @example(changes=[(("linux", "sysctl"), {"\n": ""})])
 @example(changes=[(("process", "oomScoreAdj"), -1)])
+@example(changes=[(("process", "oomScoreAdj"), 2**31)])
+@example(changes=[(("process", "consoleSize"), {"height": 2**16, "width": 1})])
 def test_a_fuzzed_spec_is_created_or_refused_in_one_line(rootfs, fuzz_dir, changes):
     spec = default_spec(["true"])
     spec["root"]["path"] = rootfs
