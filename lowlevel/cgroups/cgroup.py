@@ -18,7 +18,7 @@ import time
 from ..tracing import error, trace
 from . import _fs, devices, v1, v2
 from .detect import detect
-from .resources import CONTROLLERS
+from .resources import CONTROLLERS, V1_ONLY, V2_NAMES
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._fs import Stats
     from .detect import Layout
     from .devices import Rule
-    from .resources import Resources
+    from .resources import Resources, Skipped
 
     class _Freezer(Protocol):
         """The freezer functions of module v1 or v2."""
@@ -216,29 +216,71 @@ class Cgroup:
 
     # ------------------------------------------------------------ resources
 
-    def set_resources(self, res: Resources) -> None:
+    def set_resources(self, res: Resources) -> Skipped:
         """Write the limits in ``res`` (a Resources) to the files of the
-        hierarchy that holds each controller (v1 or v2, per the layout)."""
+        hierarchy that holds each controller (v1 or v2, per the layout);
+        ``unified`` goes to the v2 directory.  Returns the settings left
+        out, (field, why) each: those this kernel or cgroup version has no
+        file for where runc ignores them too (see resources).
+
+        A controller no hierarchy offers the cgroup is ENODEV.  On a hybrid
+        host a controller (or a unified file's controller) taken from the
+        unified tree is enabled in cgroup.subtree_control of the cgroup's
+        parents, best effort, but never at the root: only where the host
+        enabled it there already."""
+        skipped: Skipped = []
         for name in CONTROLLERS:
             if not res.wants(name):
                 continue
             where = self._controller(name)
-            if where is None:
+            if where is None or (name in V1_ONLY and where[0] == "v2"
+                                 and self.layout.mode != "v2"):
+                what = ("no cgroup v2 hierarchy mounted" if name == "unified"
+                        else f"no {name} hierarchy mounted")
                 raise error(errno.ENODEV, f"set {name} limits for {self.rel} "
-                            f"(no {name} hierarchy mounted) on "
-                            "/proc/self/mountinfo")
+                            f"({what}) on /proc/self/mountinfo")
             version, path = where
             mod = v1 if version == "v1" else v2
+            if version == "v2" and self.layout.mode != "v2":
+                self._enable_below_root(self._v2_names(name, res))
             try:
-                getattr(mod, "set_" + name)(path, res)
-            except FileNotFoundError as exc:
+                skipped += getattr(mod, "set_" + name)(path, res)
+            except FileNotFoundError:
                 # v2: a controller's files exist only where the parent
                 # enabled it in cgroup.subtree_control
-                if version == "v2" and os.path.isdir(path):
-                    what = (exc.strerror or "").rsplit(": ", 1)[0]
-                    raise error(errno.ENOENT, f"{what} ({name} controller "
-                                "not enabled, see cgroup.controllers)") from None
+                if version == "v2" and name != "unified" and os.path.isdir(path):
+                    v2name = V2_NAMES.get(name, name)
+                    offered = _fs.read(os.path.join(path, "cgroup.controllers")).split()
+                    if v2name not in offered:
+                        raise error(errno.ENODEV, f"set {name} limits on {path} (no "
+                                    f"{v2name} controller enabled for it, see "
+                                    "cgroup.controllers)") from None
                 raise
+        return skipped
+
+    @staticmethod
+    def _v2_names(name: str, res: Resources) -> list[str]:
+        """The v2 controllers a setting of ``name`` needs: its own, or for
+        unified the prefix of each file ("memory.high" -> memory)."""
+        if name == "unified":
+            return sorted({key.split(".", 1)[0] for key, _ in res.unified or ()})
+        return [V2_NAMES.get(name, name)]
+
+    def _enable_below_root(self, wanted: list[str]) -> None:
+        """Hybrid host: enable ``wanted`` for this cgroup in the parents'
+        cgroup.subtree_control below the unified root, where the root has
+        them enabled (the host's choice, not changed here)."""
+        root = self.layout.unified
+        if root is None or "/" not in self.rel:
+            return
+        try:
+            at_root = _fs.read(os.path.join(root, "cgroup.subtree_control")).split()
+        except OSError:
+            return
+        wanted = [c for c in wanted if c in at_root]
+        if wanted:
+            first, rest = self.rel.split("/", 1)
+            v2.enable_controllers(os.path.join(root, first), rest, wanted)
 
     def set_devices(self, rules: Sequence[Rule], known: dict | None = None) -> None:
         """Make ``rules`` (see ``devices``) the cgroup's device rules: the

@@ -13,7 +13,7 @@ import time
 
 from ..tracing import error
 from . import _fs
-from .resources import pids_max
+from .resources import device_line, hugepage_sizes, pids_max, rdma_line, skip
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from ._fs import Stats
-    from .resources import Resources
+    from .resources import Resources, Skipped
 
     _T = TypeVar("_T")
 
@@ -42,30 +42,35 @@ def init_cpuset(root: str, rel: str) -> None:
         parent = here
 
 
-def set_cpuset(path: str, res: Resources) -> None:
+def set_cpuset(path: str, res: Resources) -> Skipped:
     """cpuset.cpus / cpuset.mems: the CPUs and memory nodes allowed
     (same files in v2)."""
     if res.cpuset_cpus is not None:
         _fs.write(os.path.join(path, "cpuset.cpus"), res.cpuset_cpus)
     if res.cpuset_mems is not None:
         _fs.write(os.path.join(path, "cpuset.mems"), res.cpuset_mems)
+    return []
 
 # ---------------------------------------------------------------- pids
 
 
-def set_pids(path: str, res: Resources) -> None:
+def set_pids(path: str, res: Resources) -> Skipped:
     """pids.max: fork() and clone() fail with EAGAIN once the cgroup holds
     that many tasks (same file in v2)."""
     if res.pids_limit is not None:
         _fs.write(os.path.join(path, "pids.max"), pids_max(res.pids_limit))
+    return []
 
 # ---------------------------------------------------------------- memory
 
 
-def set_memory(path: str, res: Resources) -> None:
+def set_memory(path: str, res: Resources) -> Skipped:
     """memory.limit_in_bytes (RAM), memory.memsw.limit_in_bytes (RAM plus
     swap, present only with swap accounting) and memory.soft_limit_in_bytes
-    (reclaimed down to under pressure).
+    (reclaimed down to under pressure); memory.kmem.tcp.limit_in_bytes
+    (socket buffers) where the kernel still has it, and memory.oom_control
+    1 (the OOM killer off: tasks wait at the limit instead).  A kernel
+    memory limit (memory_kernel) is never written, as runc 1.1.
 
     The kernel insists limit <= memsw at every moment, so when both change
     they are written in the order that keeps that true (as runc does)."""
@@ -95,30 +100,221 @@ def set_memory(path: str, res: Resources) -> None:
                   res.memory_reservation)
     if res.memory_swappiness is not None:
         _fs.write(os.path.join(path, "memory.swappiness"), res.memory_swappiness)
+    skipped: Skipped = []
+    if res.memory_kernel is not None:
+        skipped.append(skip(path, "memory_kernel", "kernel memory limits are "
+                            "ignored (deprecated by the kernel; runc ignores them too)"))
+    if res.memory_kernel_tcp is not None:
+        tcp_file = os.path.join(path, "memory.kmem.tcp.limit_in_bytes")
+        if os.path.exists(tcp_file):
+            _fs.write(tcp_file, res.memory_kernel_tcp)
+        else:
+            skipped.append(skip(path, "memory_kernel_tcp", "this kernel has no "
+                                "memory.kmem.tcp.limit_in_bytes (no kernel memory accounting)"))
+    if res.memory_disable_oom_killer:
+        _fs.write(os.path.join(path, "memory.oom_control"), 1)
+    return skipped
 
 # ---------------------------------------------------------------- cpu
 
 
-def set_cpu(path: str, res: Resources) -> None:
+def set_cpu(path: str, res: Resources) -> Skipped:
     """cpu.shares (relative weight), cpu.cfs_period_us and cpu.cfs_quota_us
-    (at most quota microseconds of CPU time per period)."""
+    (at most quota microseconds of CPU time per period), cpu.cfs_burst_us
+    (unused quota that may be spent later; left out where the kernel has no
+    such file, as runc), cpu.idle (1: the cgroup runs as SCHED_IDLE) and
+    cpu.rt_period_us / cpu.rt_runtime_us (real-time CPU time per period)."""
+    skipped: Skipped = []
     if res.cpu_shares is not None:
         _fs.write(os.path.join(path, "cpu.shares"), res.cpu_shares)
-    period_pending = False
-    if res.cpu_period is not None:
-        try:
-            _fs.write(os.path.join(path, "cpu.cfs_period_us"), res.cpu_period)
-        except OSError as exc:
-            # A shorter period can be refused (EINVAL) because the old
-            # quota / new period ratio exceeds the parent's; set the quota
-            # first and try again.
-            if exc.errno != errno.EINVAL or res.cpu_quota is None:
-                raise
-            period_pending = True
+    period_file = os.path.join(path, "cpu.cfs_period_us")
+    burst_file = os.path.join(path, "cpu.cfs_burst_us")
+    # A shorter period or a larger burst can be refused (EINVAL) as long
+    # as the old quota stands (its ratio to the new period exceeds the
+    # parent's, or the burst exceeds it): write the quota, then try again.
+    period_pending = res.cpu_period is not None and not _write_or_later(
+        period_file, res.cpu_period, res.cpu_quota)
+    burst_pending = False
+    if res.cpu_burst is not None:
+        if os.path.exists(burst_file):
+            burst_pending = not _write_or_later(burst_file, res.cpu_burst,
+                                                    res.cpu_quota)
+        else:
+            skipped.append(skip(path, "cpu_burst", "this kernel has no cpu.cfs_burst_us"))
     if res.cpu_quota is not None:
         _fs.write(os.path.join(path, "cpu.cfs_quota_us"), res.cpu_quota)
         if period_pending:
-            _fs.write(os.path.join(path, "cpu.cfs_period_us"), res.cpu_period)
+            _fs.write(period_file, res.cpu_period)
+        if burst_pending:
+            _fs.write(burst_file, res.cpu_burst)
+    if res.cpu_idle is not None:
+        idle_file = os.path.join(path, "cpu.idle")
+        if res.cpu_idle == 0 and not os.path.exists(idle_file):
+            skipped.append(skip(path, "cpu_idle", "this kernel has no cpu.idle "
+                                "(0, the default, is what it does anyway)"))
+        else:
+            _fs.write(idle_file, res.cpu_idle)
+    set_rt(path, res)
+    return skipped
+
+
+def _write_or_later(file: str, value: int, other: int | None) -> bool:
+    """Write ``value``; False when the kernel refused it (EINVAL) while the
+    value it depends on (``other``: the quota, the rt runtime) is about to
+    change too, after which it is to be written again."""
+    try:
+        _fs.write(file, value)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL or other is None:
+            raise
+        return False
+    return True
+
+
+def set_rt(path: str, res: Resources) -> None:
+    """cpu.rt_period_us and cpu.rt_runtime_us: the real-time tasks of the
+    cgroup get at most runtime microseconds each period (-1: no limit).
+    The kernel checks that the runtime fits in the period and in what the
+    parent cgroup's own cpu.rt_runtime_us leaves to its children (0 in a
+    new cgroup), so a period refused first is written again after the
+    runtime."""
+    period_file = os.path.join(path, "cpu.rt_period_us")
+    pending = res.cpu_rt_period is not None and not _write_or_later(
+        period_file, res.cpu_rt_period, res.cpu_rt_runtime)
+    if res.cpu_rt_runtime is not None:
+        runtime_file = os.path.join(path, "cpu.rt_runtime_us")
+        try:
+            _fs.write(runtime_file, res.cpu_rt_runtime)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            parent_file = os.path.join(os.path.dirname(path), "cpu.rt_runtime_us")
+            parent = _try(_fs.read, parent_file)
+            raise error(errno.EINVAL, f"write '{res.cpu_rt_runtime}' on {runtime_file} "
+                        "(the runtime must fit in the period and in what the parent's "
+                        f"{parent_file}, {parent}, leaves to its children)") from None
+        if pending:
+            _fs.write(period_file, res.cpu_rt_period)
+
+# ---------------------------------------------------------------- blkio
+
+#: (field, v1 file part, v2 io.max key) of each throttle
+THROTTLES = (("blkio_throttle_read_bps", "read_bps", "rbps"),
+              ("blkio_throttle_write_bps", "write_bps", "wbps"),
+              ("blkio_throttle_read_iops", "read_iops", "riops"),
+              ("blkio_throttle_write_iops", "write_iops", "wiops"))
+
+
+def write_device_line(file: str, line: str, missing: str) -> None:
+    """Write one per-device line.  The kernel answers ENODEV for a device
+    it does not have; that is reported as ENXIO with ``missing`` (what is
+    not there), not as a missing controller."""
+    try:
+        _fs.write(file, line)
+    except OSError as exc:
+        if exc.errno == errno.ENODEV:
+            raise error(errno.ENXIO, f"write {line!r} on {file} ({missing})") from None
+        if exc.errno == errno.EOPNOTSUPP and ".bfq." in file:
+            raise error(errno.EOPNOTSUPP, f"write {line!r} on {file} (per-device "
+                        "weights need the bfq I/O scheduler on that disk)") from None
+        raise
+
+
+def _no_disk(major: int, minor: int) -> str:
+    return (f"no block device {major}:{minor} here; limits take a whole disk, "
+            "not a partition")
+
+
+def set_blkio(path: str, res: Resources) -> Skipped:
+    """blkio.weight (or blkio.bfq.weight when there is no CFQ, as runc),
+    blkio.leaf_weight, per-device weights ("MAJ:MIN weight" in
+    blkio.weight_device or blkio.bfq.weight_device, and
+    blkio.leaf_weight_device) and the throttles ("MAJ:MIN rate" in
+    blkio.throttle.{read,write}_{bps,iops}_device; rate 0 removes it)."""
+    if os.path.exists(os.path.join(path, "blkio.weight")):
+        weight_name, device_name = "blkio.weight", "blkio.weight_device"
+    else:
+        weight_name, device_name = "blkio.bfq.weight", "blkio.bfq.weight_device"
+    if res.blkio_weight is not None:
+        _fs.write(os.path.join(path, weight_name), res.blkio_weight)
+    if res.blkio_leaf_weight is not None:
+        _fs.write(os.path.join(path, "blkio.leaf_weight"), res.blkio_leaf_weight)
+    for major, minor, weight, leaf in res.blkio_weight_device or ():
+        if weight is not None:
+            write_device_line(os.path.join(path, device_name),
+                              device_line(major, minor, weight), _no_disk(major, minor))
+        if leaf is not None:
+            write_device_line(os.path.join(path, "blkio.leaf_weight_device"),
+                              device_line(major, minor, leaf), _no_disk(major, minor))
+    for field, name, _ in THROTTLES:
+        for major, minor, rate in getattr(res, field) or ():
+            write_device_line(os.path.join(path, f"blkio.throttle.{name}_device"),
+                              device_line(major, minor, rate), _no_disk(major, minor))
+    return []
+
+# ---------------------------------------------------------------- hugetlb
+
+
+def set_hugetlb_files(path: str, res: Resources, suffix: str) -> None:
+    """hugetlb.<size><suffix> (the limit on faulted pages) and
+    hugetlb.<size>.rsvd<suffix> (on reserved ones, where the kernel has
+    it), both to the same bytes, as runc.  A size the kernel does not have
+    (see /sys/kernel/mm/hugepages) is EINVAL naming the sizes it has."""
+    sizes: list[str] | None = None
+    for size, limit in res.hugetlb_limits or ():
+        if sizes is None:
+            sizes = hugepage_sizes()
+        if size not in sizes:
+            raise error(errno.EINVAL, f"set a {size} huge page limit on {path} (this "
+                        f"kernel's huge page sizes: {', '.join(sizes) or 'none'})")
+        _fs.write(os.path.join(path, f"hugetlb.{size}{suffix}"), limit)
+        rsvd = os.path.join(path, f"hugetlb.{size}.rsvd{suffix}")
+        if os.path.exists(rsvd):
+            _fs.write(rsvd, limit)
+
+
+def set_hugetlb(path: str, res: Resources) -> Skipped:
+    """hugetlb.<size>.limit_in_bytes and .rsvd.limit_in_bytes (bytes)."""
+    set_hugetlb_files(path, res, ".limit_in_bytes")
+    return []
+
+# ---------------------------------------------------------------- net_cls, net_prio
+
+
+def set_net_cls(path: str, res: Resources) -> Skipped:
+    """net_cls.classid: the class id (0xAAAABBBB: major AAAA, minor BBBB)
+    the container's packets carry, for tc and iptables to match."""
+    if res.net_cls_classid is not None:
+        _fs.write(os.path.join(path, "net_cls.classid"), res.net_cls_classid)
+    return []
+
+
+def set_net_prio(path: str, res: Resources) -> Skipped:
+    """net_prio.ifpriomap, one "ifname priority" line per interface (the
+    priority of the container's packets on it).  The kernel looks the name
+    up in the writer's network namespace (as with runc, the host's)."""
+    file = os.path.join(path, "net_prio.ifpriomap")
+    for name, prio in res.net_prio_ifpriomap or ():
+        try:
+            _fs.write(file, f"{name} {prio}")
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise
+            raise error(errno.ENXIO, f"write '{name} {prio}' on {file} (no network "
+                        f"interface {name} in barerun's network namespace)") from None
+    return []
+
+# ---------------------------------------------------------------- rdma
+
+
+def set_rdma(path: str, res: Resources) -> Skipped:
+    """rdma.max, one "device hca_handle=N hca_object=N" line per RDMA
+    device (same file in v2)."""
+    file = os.path.join(path, "rdma.max")
+    for device, handles, objects in res.rdma_limits or ():
+        write_device_line(file, rdma_line(device, handles, objects),
+                          f"no RDMA device {device} here")
+    return []
 
 # ---------------------------------------------------------------- freezer
 

@@ -773,3 +773,350 @@ def test_procs_of_a_half_made_cgroup(lab):
     assert cg.procs() == []
     cg.remove()
     assert not cg.exists()
+
+
+# ------------------------------------------------------------------ more resources: blkio,
+# hugetlb, network, rdma, unified, the rest of memory and cpu
+
+def test_more_v2_conversions_match_runc():
+    # runc's ConvertBlkIOToIOWeightValue: 1 + (w - 10) * 9999 / 990
+    assert [res_mod.blkio_to_io_weight(w) for w in (0, 10, 100, 500, 1000)] == \
+        [0, 1, 910, 4950, 10000]
+    assert res_mod.io_max_line(8, 16, "rbps", 1048576) == "8:16 rbps=1048576"
+    assert res_mod.io_max_line(8, 16, "wiops", 0) == "8:16 wiops=max"   # 0: no limit
+    assert res_mod.device_line(254, 0, 300) == "254:0 300"
+    assert res_mod.rdma_line("mlx5_1", 3, 10000) == "mlx5_1 hca_handle=3 hca_object=10000"
+    assert res_mod.rdma_line("mlx5_1", None, 7) == "mlx5_1 hca_object=7"
+    assert [res_mod.page_size_name(k) for k in (64, 2048, 16384, 1 << 20, 16 << 20)] == \
+        ["64KB", "2MB", "16MB", "1GB", "16GB"]
+
+
+def test_hugepage_sizes_are_the_kernels():
+    names = sorted(os.listdir(res_mod.HUGEPAGES)) if os.path.isdir(res_mod.HUGEPAGES) else []
+    kib = sorted(int(n[len("hugepages-"):-2]) for n in names)
+    assert res_mod.hugepage_sizes() == [res_mod.page_size_name(k) for k in kib]
+    assert res_mod.hugepage_sizes("/nonexistent") == []
+
+
+def test_resources_fields_each_belong_to_one_controller():
+    every = [f for fields in res_mod.CONTROLLER_FIELDS.values() for f in fields]
+    assert sorted(every) == sorted(cgroups.Resources.FIELDS)
+    r = cgroups.Resources(hugetlb_limits=[("2MB", 0)], cpu_idle=0)
+    assert r.wants("hugetlb") and r.wants("cpu") and not r.wants("memory")
+    assert r.only("hugetlb") == cgroups.Resources(hugetlb_limits=[("2MB", 0)])
+
+
+def _read_file(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def whole_disk():
+    """(major, minor) of a whole disk of this machine: the one under /
+    (its parent when / is on a partition), else the first non-loop disk
+    in /sys/block; None when there is none."""
+    st = os.stat("/").st_dev
+    sysdir = f"/sys/dev/block/{os.major(st)}:{os.minor(st)}"
+    if os.path.isdir(sysdir):
+        if os.path.exists(os.path.join(sysdir, "partition")):
+            sysdir = os.path.realpath(os.path.join(sysdir, ".."))
+        major, minor = _read_file(os.path.join(sysdir, "dev")).split(":")
+        return int(major), int(minor)
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram", "zram")):
+            major, minor = _read_file(f"/sys/block/{name}/dev").split(":")
+            return int(major), int(minor)
+    return None
+
+
+needs_v1_blkio = pytest.mark.skipif(HOST is None or "blkio" not in HOST.v1,
+                                    reason="needs a v1 blkio hierarchy")
+
+
+@pytest.fixture
+def disk():
+    found = whole_disk()
+    if found is None:
+        pytest.skip("no whole block device found (/sys/dev/block, /sys/block)")
+    return found
+
+
+@needs_root
+@needs_v1_blkio
+def test_v1_blkio_values_read_back(lab, disk):
+    major, minor = disk
+    cg = lab.cgroup()
+    path = cg.paths["blkio"]
+    weight = "blkio.weight" if os.path.exists(os.path.join(path, "blkio.weight")) \
+        else "blkio.bfq.weight"
+    if not os.path.exists(os.path.join(path, weight)):
+        pytest.skip("this kernel has neither blkio.weight nor blkio.bfq.weight")
+    got = cg.set_resources(cgroups.Resources(
+        blkio_weight=300,
+        blkio_throttle_read_bps=[(major, minor, 1 << 20)],
+        blkio_throttle_write_bps=[(major, minor, 2 << 20)],
+        blkio_throttle_read_iops=[(major, minor, 100)],
+        blkio_throttle_write_iops=[(major, minor, 200)]))
+    assert got == []
+    assert _read_file(os.path.join(path, weight)).split()[-1] == "300"
+    for name, value in (("read_bps", 1 << 20), ("write_bps", 2 << 20),
+                        ("read_iops", 100), ("write_iops", 200)):
+        assert _read_file(os.path.join(path, f"blkio.throttle.{name}_device")) == \
+            f"{major}:{minor} {value}"
+    # rate 0 takes the device's limit away again (what 0 means to the kernel)
+    cg.set_resources(cgroups.Resources(blkio_throttle_read_bps=[(major, minor, 0)]))
+    assert _read_file(os.path.join(path, "blkio.throttle.read_bps_device")) == ""
+
+
+@needs_root
+@needs_v1_blkio
+def test_v1_blkio_unknown_device_and_missing_leaf_weight(lab):
+    cg = lab.cgroup()
+    taken = {tuple(map(int, _read_file(f"/sys/block/{n}/dev").split(":")))
+             for n in os.listdir("/sys/block")}
+    major = next(m for m in range(4000, 4095) if all(t[0] != m for t in taken))
+    with pytest.raises(OSError) as info:
+        cg.set_resources(cgroups.Resources(blkio_throttle_read_bps=[(major, 0, 1)]))
+    # not ENODEV: that would read as "no blkio controller"
+    assert info.value.errno == errno.ENXIO
+    assert f"no block device {major}:0" in str(info.value)
+    assert "blkio.throttle.read_bps_device" in str(info.value)
+    if os.path.exists(os.path.join(cg.paths["blkio"], "blkio.leaf_weight")):
+        return          # a kernel with CFQ: the write works
+    with pytest.raises(FileNotFoundError) as info:
+        cg.set_resources(cgroups.Resources(blkio_leaf_weight=500))
+    assert "blkio.leaf_weight" in str(info.value)
+
+
+@pytest.fixture
+def loop_disk(tmp_path):
+    """A loop device over a scratch file (a whole disk of our own), its
+    I/O scheduler put back and the device detached afterwards."""
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    r = subprocess.run(["losetup", "--find", "--show", str(img)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"no loop device (losetup: {r.stderr.strip()})")
+    dev = r.stdout.strip()
+    sched = f"/sys/block/{os.path.basename(dev)}/queue/scheduler"
+    before = None
+    try:
+        text = _read_file(sched)
+        before = text[text.index("[") + 1:text.index("]")] if "[" in text else None
+        rdev = os.stat(dev).st_rdev
+        yield dev, os.major(rdev), os.minor(rdev), sched, text
+    finally:
+        if before:
+            try:
+                with open(sched, "w") as f:
+                    f.write(before)
+            except OSError:
+                pass
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+@needs_root
+@needs_v1_blkio
+def test_v1_blkio_weight_device_needs_bfq(lab, loop_disk):
+    dev, major, minor, sched, offered = loop_disk
+    cg = lab.cgroup()
+    path = cg.paths["blkio"]
+    if not os.path.exists(os.path.join(path, "blkio.bfq.weight_device")):
+        pytest.skip("this kernel has no blkio.bfq.weight_device (no bfq)")
+    if "bfq" not in offered.replace("[", " ").replace("]", " ").split():
+        pytest.skip(f"{dev} cannot use bfq ({sched}: {offered})")
+    with open(sched, "w") as f:
+        f.write("mq-deadline" if "mq-deadline" in offered else "none")
+    with pytest.raises(OSError) as info:
+        cg.set_resources(cgroups.Resources(blkio_weight_device=[(major, minor, 300, None)]))
+    assert info.value.errno == errno.EOPNOTSUPP and "bfq" in str(info.value)
+    with open(sched, "w") as f:
+        f.write("bfq")
+    assert cg.set_resources(cgroups.Resources(
+        blkio_weight_device=[(major, minor, 300, None)])) == []
+    lines = _read_file(os.path.join(path, "blkio.bfq.weight_device")).splitlines()
+    assert f"{major}:{minor} 300" in lines
+
+
+@needs_root
+@needs_v1_resources
+def test_v1_memory_oom_killer_kernel_tcp_and_kernel(lab):
+    cg = lab.cgroup()
+    path = cg.paths["memory"]
+    kmem = os.path.join(path, "memory.kmem.limit_in_bytes")
+    kmem_before = _read_file(kmem) if os.path.exists(kmem) else None
+    got = cg.set_resources(cgroups.Resources(memory_disable_oom_killer=True,
+                                             memory_kernel=1 << 20,
+                                             memory_kernel_tcp=2 << 20))
+    assert "oom_kill_disable 1" in _read_file(os.path.join(path, "memory.oom_control"))
+    fields = [f for f, _ in got]
+    assert "memory_kernel" in fields                     # never written
+    if kmem_before is not None:
+        assert _read_file(kmem) == kmem_before
+    tcp = os.path.join(path, "memory.kmem.tcp.limit_in_bytes")
+    if os.path.exists(tcp):
+        assert _read_file(tcp) == str(2 << 20) and "memory_kernel_tcp" not in fields
+    else:
+        assert "memory_kernel_tcp" in fields
+
+
+@needs_root
+@needs_v1_resources
+def test_v1_cpu_idle_burst_and_realtime(lab):
+    cg = lab.cgroup()
+    path = cg.paths["cpu"]
+    for name in ("cpu.idle", "cpu.cfs_burst_us", "cpu.rt_runtime_us"):
+        if not os.path.exists(os.path.join(path, name)):
+            pytest.skip(f"this kernel has no {name}")
+    assert cg.set_resources(cgroups.Resources(cpu_idle=1, cpu_quota=50000,
+                                              cpu_period=100000, cpu_burst=20000,
+                                              cpu_rt_period=500000)) == []
+    assert _read_file(os.path.join(path, "cpu.idle")) == "1"
+    assert _read_file(os.path.join(path, "cpu.cfs_burst_us")) == "20000"
+    assert _read_file(os.path.join(path, "cpu.rt_period_us")) == "500000"
+    # 0 is written too (so an update can turn idle and burst off again)
+    cg.set_resources(cgroups.Resources(cpu_idle=0, cpu_burst=0))
+    assert _read_file(os.path.join(path, "cpu.idle")) == "0"
+    assert _read_file(os.path.join(path, "cpu.cfs_burst_us")) == "0"
+    # a new cgroup's parent leaves no real-time runtime to its children
+    parent_file = os.path.join(os.path.dirname(path), "cpu.rt_runtime_us")
+    assert _read_file(parent_file) == "0"
+    with pytest.raises(OSError) as info:
+        cg.set_resources(cgroups.Resources(cpu_rt_runtime=10000))
+    assert info.value.errno == errno.EINVAL
+    assert parent_file in str(info.value) and "cpu.rt_runtime_us" in str(info.value)
+    # with the parent's budget the runtime is taken
+    try:
+        with open(parent_file, "w") as f:
+            f.write("20000")
+        cg.set_resources(cgroups.Resources(cpu_rt_runtime=10000, cpu_rt_period=1000000))
+        assert _read_file(os.path.join(path, "cpu.rt_runtime_us")) == "10000"
+        assert _read_file(os.path.join(path, "cpu.rt_period_us")) == "1000000"
+    finally:
+        with open(os.path.join(path, "cpu.rt_runtime_us"), "w") as f:
+            f.write("0")
+        try:
+            with open(parent_file, "w") as f:
+                f.write("0")
+        except FileNotFoundError:
+            pass
+
+
+needs_hybrid_hugetlb = pytest.mark.skipif(
+    HOST is None or HOST.mode != "hybrid" or "hugetlb" in HOST.v1
+    or "hugetlb" not in _read_file(os.path.join(HOST.unified, "cgroup.subtree_control")).split(),
+    reason="needs a hybrid host whose unified root has hugetlb enabled (not v1)")
+
+
+@needs_root
+@needs_hybrid_hugetlb
+def test_hybrid_hugetlb_and_unified_files_in_the_unified_tree(lab):
+    sizes = res_mod.hugepage_sizes()
+    if not sizes:
+        pytest.skip("this kernel has no huge page sizes (/sys/kernel/mm/hugepages)")
+    root_control = os.path.join(HOST.unified, "cgroup.subtree_control")
+    before = _read_file(root_control)
+    cg = lab.cgroup()
+    path = cg.paths["unified"]
+    size = sizes[0]
+    assert cg.set_resources(cgroups.Resources(hugetlb_limits=[(size, 4 << 20)])) == []
+    assert _read_file(os.path.join(path, f"hugetlb.{size}.max")) == str(4 << 20)
+    if os.path.exists(os.path.join(path, f"hugetlb.{size}.rsvd.max")):
+        assert _read_file(os.path.join(path, f"hugetlb.{size}.rsvd.max")) == str(4 << 20)
+    # enabled for the cgroup in its parent, the host's root left as it was
+    assert "hugetlb" in _read_file(os.path.join(os.path.dirname(path),
+                                                "cgroup.subtree_control")).split()
+    assert _read_file(root_control) == before
+    # unified files go there as given, and win
+    cg.set_resources(cgroups.Resources(hugetlb_limits=[(size, 8 << 20)],
+                                       unified=[(f"hugetlb.{size}.max", str(2 << 20))]))
+    assert _read_file(os.path.join(path, f"hugetlb.{size}.max")) == str(2 << 20)
+    with pytest.raises(OSError) as info:
+        cg.set_resources(cgroups.Resources(hugetlb_limits=[("3MB", 0)]))
+    assert info.value.errno == errno.EINVAL and ", ".join(sizes) in str(info.value)
+    # the controllers of this host are v1: the unified tree has no memory.high
+    with pytest.raises(FileNotFoundError) as info:
+        cg.set_resources(cgroups.Resources(unified=[("memory.high", "max")]))
+    assert "memory.high" in str(info.value) and "memory controller" in str(info.value)
+
+
+@needs_root
+def test_missing_controllers_are_enodev(lab):
+    if HOST is None or HOST.mode == "v2":
+        pytest.skip("a v2 host skips net_cls (no such controller in v2)")
+    cg = lab.cgroup()
+    checks = [("net_cls", cgroups.Resources(net_cls_classid=0x100001)),
+              ("net_prio", cgroups.Resources(net_prio_ifpriomap=[("lo", 1)])),
+              ("rdma", cgroups.Resources(rdma_limits=[("mlx5_0", 1, None)]))]
+    offered = set()
+    if HOST.unified:
+        offered = set(_read_file(os.path.join(HOST.unified, "cgroup.controllers")).split())
+    ran = 0
+    for name, res in checks:
+        if name in HOST.v1 or name in offered:
+            continue            # this host has it: nothing missing to test
+        with pytest.raises(OSError) as info:
+            cg.set_resources(res)
+        assert info.value.errno == errno.ENODEV, info.value
+        assert f"no {name}" in str(info.value)
+        ran += 1
+    if not ran:
+        pytest.skip("this host has net_cls, net_prio and rdma")
+
+
+def _v2_skips_child(rel):
+    """In the private namespace (pure cgroup2): what v2 leaves out, and
+    the hugetlb and unified files written there."""
+    out = {}
+    cg = cgroups.Cgroup(rel, layout=cgroups.detect())
+    try:
+        cg.create()
+        path = cg.paths["unified"]
+        before = sorted(os.listdir(path))
+        out["skipped"] = sorted(f for f, _ in cg.set_resources(cgroups.Resources(
+            memory_kernel=1, memory_kernel_tcp=1, memory_disable_oom_killer=True,
+            cpu_rt_runtime=1000, cpu_rt_period=100000, blkio_leaf_weight=100,
+            net_cls_classid=1, net_prio_ifpriomap=[("lo", 1)])))
+        out["unchanged"] = sorted(os.listdir(path)) == before
+        offered = _read_file(os.path.join(path, "cgroup.controllers")).split()
+        out["offered"] = offered
+        sizes = res_mod.hugepage_sizes()
+        if "hugetlb" in offered and sizes:
+            cg.set_resources(cgroups.Resources(hugetlb_limits=[(sizes[0], 6 << 20)]))
+            out["hugetlb"] = _read_file(os.path.join(path, f"hugetlb.{sizes[0]}.max"))
+        try:
+            cg.set_resources(cgroups.Resources(rdma_limits=[("mlx5_0", 1, None)]))
+        except OSError as exc:
+            out["rdma"] = [exc.errno, str(exc)]
+        cg.remove()
+    finally:
+        try:
+            if cg.exists():
+                cg.remove(timeout=5)
+        except OSError:
+            pass
+    return out
+
+
+@needs_root
+def test_v2_leaves_out_what_runc_ignores_in_private_namespace(unified_root_restored):
+    rel = f"{PREFIX}/{uuid.uuid4().hex[:12]}"
+    try:
+        out = _run_in_v2_namespace(_v2_skips_child, rel)
+    finally:
+        if HOST and HOST.unified:
+            path = os.path.join(HOST.unified, rel)
+            if os.path.isdir(path):
+                sweep(path)
+                sweep(os.path.dirname(path))
+    assert out["skipped"] == sorted([
+        "memory_kernel", "memory_kernel_tcp", "memory_disable_oom_killer",
+        "cpu_rt_runtime", "cpu_rt_period", "blkio_leaf_weight",
+        "net_cls_classid", "net_prio_ifpriomap"])
+    assert out["unchanged"]
+    if "hugetlb" in out:
+        assert out["hugetlb"] == str(6 << 20)
+    if "rdma" not in out["offered"]:
+        assert out["rdma"][0] == errno.ENODEV and "rdma" in out["rdma"][1]
