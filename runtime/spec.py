@@ -511,6 +511,12 @@ def _rlim(v):
 
 
 def parse_resources(r, fld):
+    """linux.resources (``fld`` names it: "linux.resources", or "resources"
+    for an update) -> Resources.  Zero and absent both mean "unset", as in
+    runc (Docker sends blockIO.weight 0 and memory.kernel 0): nothing is
+    written for them.  Values are checked against the kernel's ranges
+    here; whether the host has the controller, the file, the device or the
+    page size is found out when they are applied (runtime/resources.py)."""
     res = Resources()
     mem = _get(r, "memory", dict, fld + ".memory", {})
     res.memory_limit = _pos(mem, "limit", fld + ".memory")
@@ -520,20 +526,25 @@ def parse_resources(r, fld):
     if res.memory_swappiness is not None and not 0 <= res.memory_swappiness <= 100:
         raise InvalidSpec(f"{fld}.memory.swappiness",
                           f"must be 0 to 100, not {res.memory_swappiness}")
-    for key in ("kernel", "kernelTCP"):
-        if mem.get(key) is not None:
-            raise InvalidSpec(f"{fld}.memory.{key}", "not supported by barerun")
-    # podman's --oom-kill-disable: refused by name, not ignored
-    if _get(mem, "disableOOMKiller", bool, fld + ".memory.disableOOMKiller", False):
-        raise InvalidSpec(f"{fld}.memory.disableOOMKiller", "not supported by barerun")
+    res.memory_kernel = _ranged(mem, "kernel", f"{fld}.memory.kernel", -1, _S64) or None
+    res.memory_kernel_tcp = _ranged(mem, "kernelTCP", f"{fld}.memory.kernelTCP",
+                                    -1, _S64) or None
+    # podman's --oom-kill-disable; false is the kernel's default: unset
+    res.memory_disable_oom_killer = _get(mem, "disableOOMKiller", bool,
+                                         fld + ".memory.disableOOMKiller") or None
     cpu = _get(r, "cpu", dict, fld + ".cpu", {})
-    # podman's --cpu-rt-runtime / --cpu-rt-period (and crun's cpu.idle)
-    for key in ("realtimeRuntime", "realtimePeriod", "idle"):
-        if _get(cpu, key, int, f"{fld}.cpu.{key}"):
-            raise InvalidSpec(f"{fld}.cpu.{key}", "not supported by barerun")
     res.cpu_shares = _pos(cpu, "shares", fld + ".cpu")
     res.cpu_quota = _get(cpu, "quota", int, fld + ".cpu.quota")
     res.cpu_period = _pos(cpu, "period", fld + ".cpu")
+    # burst and idle are written when given, 0 too (their defaults, so an
+    # update can turn them back off), as runc
+    res.cpu_burst = _ranged(cpu, "burst", f"{fld}.cpu.burst", 0, _U64)
+    res.cpu_idle = _ranged(cpu, "idle", f"{fld}.cpu.idle", 0, 1)
+    # podman's --cpu-rt-runtime / --cpu-rt-period (runtime -1: no limit)
+    res.cpu_rt_runtime = _ranged(cpu, "realtimeRuntime", f"{fld}.cpu.realtimeRuntime",
+                                 -1, _S64) or None
+    res.cpu_rt_period = _ranged(cpu, "realtimePeriod", f"{fld}.cpu.realtimePeriod",
+                                0, _U64) or None
     res.cpuset_cpus = _get(cpu, "cpus", str, fld + ".cpu.cpus") or None
     res.cpuset_mems = _get(cpu, "mems", str, fld + ".cpu.mems") or None
     pids = _get(r, "pids", dict, fld + ".pids", {})
@@ -553,10 +564,133 @@ def parse_resources(r, fld):
             if v is not None and not -1 <= v <= 0x7fffffff:
                 raise InvalidSpec(f"{df}.{name}", f"must be -1 (any) to 2147483647, not {v}")
         res.devices.append((allow, kind, major, minor, access))
-    for key in ("blockIO", "hugepageLimits", "network", "rdma", "unified"):
-        if r.get(key):
-            raise InvalidSpec(f"{fld}.{key}", "not supported by barerun")
+    _parse_block_io(_get(r, "blockIO", dict, fld + ".blockIO", {}), fld + ".blockIO", res)
+    limits = []
+    for i, h in enumerate(_get(r, "hugepageLimits", list, fld + ".hugepageLimits", [])):
+        hf = f"{fld}.hugepageLimits[{i}]"
+        size = _get(h, "pageSize", str, hf + ".pageSize")
+        if size is None:
+            raise InvalidSpec(hf + ".pageSize", "missing")
+        if not _is_page_size(size):
+            raise InvalidSpec(hf + ".pageSize", f"must be a huge page size as the kernel "
+                              f"names it, like 2MB, 1GB or 64KB, not {size!r}")
+        limit = _ranged(h, "limit", hf + ".limit", 0, _U64)
+        if limit is None:
+            raise InvalidSpec(hf + ".limit", "missing")
+        limits.append((size, limit))
+    res.hugetlb_limits = limits or None
+    net = _get(r, "network", dict, fld + ".network", {})
+    res.net_cls_classid = _ranged(net, "classID", fld + ".network.classID", 0, _U32) or None
+    prios = []
+    for i, p in enumerate(_get(net, "priorities", list, fld + ".network.priorities", [])):
+        pf = f"{fld}.network.priorities[{i}]"
+        name = _get(p, "name", str, pf + ".name")
+        if name is None:
+            raise InvalidSpec(pf + ".name", "missing")
+        _check_plain_name(name, pf + ".name", "an interface name")
+        if len(name.encode()) > 15:
+            raise InvalidSpec(pf + ".name", f"must be at most 15 bytes (IFNAMSIZ), not {name!r}")
+        prio = _ranged(p, "priority", pf + ".priority", 0, _U32)
+        if prio is None:
+            raise InvalidSpec(pf + ".priority", "missing")
+        prios.append((name, prio))
+    res.net_prio_ifpriomap = prios or None
+    rdma = []
+    for dev, v in _get(r, "rdma", dict, fld + ".rdma", {}).items():
+        rf = f"{fld}.rdma.{dev}"
+        _check_plain_name(dev, rf, "an RDMA device name")
+        if not isinstance(v, dict):
+            raise InvalidSpec(rf, f"must be an object, not {v!r}"[:200])
+        handles = _ranged(v, "hcaHandles", rf + ".hcaHandles", 0, _S32)
+        objects = _ranged(v, "hcaObjects", rf + ".hcaObjects", 0, _S32)
+        if handles is not None or objects is not None:
+            rdma.append((dev, handles, objects))
+    res.rdma_limits = rdma or None
+    unified = []
+    for key, value in _get(r, "unified", dict, fld + ".unified", {}).items():
+        uf = f"{fld}.unified.{key}"
+        _check_plain_name(key, uf, "a cgroup file name like memory.high")
+        if ".." in key:
+            raise InvalidSpec(uf, "must be a cgroup file name like memory.high, not "
+                              f"{key!r}")
+        if not isinstance(value, str):
+            raise InvalidSpec(uf, f"must be a string, not {value!r}"[:200])
+        _check_text(value, uf)
+        unified.append((key, value))
+    res.unified = unified or None
     return res
+
+
+_S32, _U32, _S64, _U64 = 2**31 - 1, 2**32 - 1, 2**63 - 1, 2**64 - 1
+
+
+def _ranged(d, key, fld, lo, hi):
+    """An integer field within [lo, hi], or None when absent."""
+    v = _get(d, key, int, fld)
+    if v is not None and not lo <= v <= hi:
+        raise InvalidSpec(fld, f"must be {lo} to {hi}, not {v}")
+    return v
+
+
+def _weight(d, key, fld):
+    """A blkio weight: 10 to 1000, or None for absent and 0 (unset)."""
+    v = _get(d, key, int, fld)
+    if v and not 10 <= v <= 1000:
+        raise InvalidSpec(fld, f"must be 10 to 1000 (or 0: unset), not {v}")
+    return v or None
+
+
+def _device_number(d, fld):
+    """(major, minor) of a blockIO device entry: both required, 32 bits."""
+    out = []
+    for key in ("major", "minor"):
+        v = _ranged(d, key, f"{fld}.{key}", 0, _U32)
+        if v is None:
+            raise InvalidSpec(f"{fld}.{key}", "missing")
+        out.append(v)
+    return out
+
+
+_THROTTLE_FIELDS = (("throttleReadBpsDevice", "blkio_throttle_read_bps"),
+                    ("throttleWriteBpsDevice", "blkio_throttle_write_bps"),
+                    ("throttleReadIOPSDevice", "blkio_throttle_read_iops"),
+                    ("throttleWriteIOPSDevice", "blkio_throttle_write_iops"))
+
+
+def _parse_block_io(b, fld, res):
+    res.blkio_weight = _weight(b, "weight", fld + ".weight")
+    res.blkio_leaf_weight = _weight(b, "leafWeight", fld + ".leafWeight")
+    devices = []
+    for i, d in enumerate(_get(b, "weightDevice", list, fld + ".weightDevice", [])):
+        df = f"{fld}.weightDevice[{i}]"
+        major, minor = _device_number(d, df)
+        weight = _weight(d, "weight", df + ".weight")
+        leaf = _weight(d, "leafWeight", df + ".leafWeight")
+        if weight is not None or leaf is not None:
+            devices.append((major, minor, weight, leaf))
+    res.blkio_weight_device = devices or None
+    for key, attr in _THROTTLE_FIELDS:
+        throttles = []
+        for i, d in enumerate(_get(b, key, list, f"{fld}.{key}", [])):
+            df = f"{fld}.{key}[{i}]"
+            major, minor = _device_number(d, df)
+            # rate 0 removes the device's limit (the kernel's meaning)
+            throttles.append((major, minor, _ranged(d, "rate", df + ".rate", 0, _U64) or 0))
+        setattr(res, attr, throttles or None)
+
+
+def _is_page_size(text):
+    """"2MB", "1GB", "64KB": the form of the hugetlb.<size>.* file names."""
+    return (len(text) > 2 and text[-2:] in ("KB", "MB", "GB") and text[:-2].isdigit()
+            and text[:-2].isascii() and text[0] != "0")
+
+
+def _check_plain_name(name, fld, what):
+    """A name the kernel takes as one word of a file line or one file name:
+    not empty, no '/', NUL or whitespace, not . or .."""
+    _check_text(name, fld)
+    if not name or name in (".", "..") or "/" in name or any(c.isspace() for c in name):
+        raise InvalidSpec(fld, f"must be {what} (no '/', NUL or whitespace), not {name!r}")
 
 
 def _pos(d, key, fld):

@@ -4,8 +4,9 @@ library (tests/integration/test_podman.py drives the same with podman):
 - mount option "tmpcopyup" (runc/crun's extension, sent for --tmpfs,
   --read-only, --systemd): the tmpfs starts with a copy of the directory
   it covers;
-- fields podman can send that barerun does not implement are refused by
-  name (memory.disableOOMKiller, cpu.realtimeRuntime ...);
+- podman's resource fields beyond memory, cpu and pids are parsed
+  (memory.disableOOMKiller, cpu.realtimeRuntime ...; applied and read back
+  in tests/runtime/test_resources_more.py);
 - before a CRIU restore the spec's mount points are made in the rootfs,
   as runc does (podman's restore --import gives a fresh rootfs).
 """
@@ -124,23 +125,23 @@ def test_tmpcopyup_only_on_tmpfs(bdir, mount):
     assert "applies to tmpfs mounts only" in str(ei.value)
 
 
-@pytest.mark.parametrize("where, value, field", [
-    ("memory", {"disableOOMKiller": True}, "linux.resources.memory.disableOOMKiller"),
-    ("cpu", {"realtimeRuntime": 1000}, "linux.resources.cpu.realtimeRuntime"),
-    ("cpu", {"realtimePeriod": 100000}, "linux.resources.cpu.realtimePeriod"),
+@pytest.mark.parametrize("where, value, attr, parsed", [
+    ("memory", {"disableOOMKiller": True}, "memory_disable_oom_killer", True),
+    ("cpu", {"realtimeRuntime": 1000}, "cpu_rt_runtime", 1000),
+    ("cpu", {"realtimePeriod": 100000}, "cpu_rt_period", 100000),
+    ("blockIO", {"weight": 500}, "blkio_weight", 500),
 ])
-def test_unimplemented_resources_refused(bdir, where, value, field):
+def test_podman_resources_parsed(bdir, where, value, attr, parsed):
+    """--oom-kill-disable, --cpu-rt-runtime, --cpu-rt-period, --blkio-weight."""
     def m(sp):
         sp["linux"].setdefault("resources", {})[where] = value
-    with pytest.raises(InvalidSpec) as ei:
-        parse(bdir, m)
-    assert ei.value.field == field
-    assert "not supported by barerun" in str(ei.value)
+    assert getattr(parse(bdir, m).resources, attr) == parsed
 
 
 def test_disable_oom_killer_false_accepted(bdir):
-    parse(bdir, lambda sp: sp["linux"].setdefault("resources", {}).update(
+    s = parse(bdir, lambda sp: sp["linux"].setdefault("resources", {}).update(
         memory={"disableOOMKiller": False}))
+    assert s.resources.memory_disable_oom_killer is None     # the default: unset
 
 
 # ---------------------------------------------------------------- restore mount points
