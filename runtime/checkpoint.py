@@ -536,7 +536,11 @@ def restore(container):
         os.makedirs(criu_root, exist_ok=True)
         M.mount(spec.rootfs, criu_root, None, M.MS["MS_BIND"] | M.MS["MS_REC"])
         mounted = True
-        M.mount(None, criu_root, None, M.MS["MS_PRIVATE"] | M.MS["MS_REC"])
+        # a slave, not private: CRIU copies the dumped root mount's sharing
+        # from it (mount-v2: a private one gives EINVAL when the rootfs is a
+        # shared mount of its own, as Docker's overlay), and nothing CRIU
+        # mounts below propagates back out
+        M.mount(None, criu_root, None, M.MS["MS_SLAVE"] | M.MS["MS_REC"])
         try:
             imgfd = os.open(path, os.O_DIRECTORY | os.O_RDONLY)
             os.makedirs(work, exist_ok=True)  # as runc: the work path is made

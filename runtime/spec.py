@@ -519,9 +519,9 @@ def parse_resources(r, fld):
     page size is found out when they are applied (runtime/resources.py)."""
     res = Resources()
     mem = _get(r, "memory", dict, fld + ".memory", {})
-    res.memory_limit = _pos(mem, "limit", fld + ".memory")
-    res.memory_reservation = _pos(mem, "reservation", fld + ".memory")
-    res.memory_swap = _pos(mem, "swap", fld + ".memory")
+    res.memory_limit = _pos(mem, "limit", fld + ".memory") or None
+    res.memory_reservation = _pos(mem, "reservation", fld + ".memory") or None
+    res.memory_swap = _pos(mem, "swap", fld + ".memory") or None
     res.memory_swappiness = _get(mem, "swappiness", int, fld + ".memory.swappiness")
     if res.memory_swappiness is not None and not 0 <= res.memory_swappiness <= 100:
         raise InvalidSpec(f"{fld}.memory.swappiness",
@@ -533,9 +533,10 @@ def parse_resources(r, fld):
     res.memory_disable_oom_killer = _get(mem, "disableOOMKiller", bool,
                                          fld + ".memory.disableOOMKiller") or None
     cpu = _get(r, "cpu", dict, fld + ".cpu", {})
-    res.cpu_shares = _pos(cpu, "shares", fld + ".cpu")
-    res.cpu_quota = _get(cpu, "quota", int, fld + ".cpu.quota")
-    res.cpu_period = _pos(cpu, "period", fld + ".cpu")
+    # docker update sends every cpu and memory value, 0 for those not given
+    res.cpu_shares = _pos(cpu, "shares", fld + ".cpu") or None
+    res.cpu_quota = _get(cpu, "quota", int, fld + ".cpu.quota") or None
+    res.cpu_period = _pos(cpu, "period", fld + ".cpu") or None
     # burst and idle are written when given, 0 too (their defaults, so an
     # update can turn them back off), as runc
     res.cpu_burst = _ranged(cpu, "burst", f"{fld}.cpu.burst", 0, _U64)
@@ -548,7 +549,7 @@ def parse_resources(r, fld):
     res.cpuset_cpus = _get(cpu, "cpus", str, fld + ".cpu.cpus") or None
     res.cpuset_mems = _get(cpu, "mems", str, fld + ".cpu.mems") or None
     pids = _get(r, "pids", dict, fld + ".pids", {})
-    res.pids_limit = _get(pids, "limit", int, fld + ".pids.limit")
+    res.pids_limit = _get(pids, "limit", int, fld + ".pids.limit") or None  # -1: no limit
     for i, d in enumerate(_get(r, "devices", list, fld + ".devices", [])):
         df = f"{fld}.devices[{i}]"
         allow = _get(d, "allow", bool, df + ".allow", False)

@@ -3,7 +3,8 @@
 #   - Debian packages: compilers and headers for the cffi module (libffi,
 #     libseccomp) and python-prctl, busybox-static (the test/demo rootfs),
 #     runc (the benchmark yardstick), iproute2;
-#   - the clients the integration tests drive: containerd (ctr), podman with
+#   - the clients the integration tests drive: containerd (ctr), Docker
+#     (docker.io: dockerd, started privately by the tests), podman with
 #     conmon, CNI plugins, catatonit and iptables;
 #   - CRIU >= 4.2.1 built from Debian unstable's source (scripts/build-criu.sh).
 set -eu
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config python3-dev python3-venv libffi-dev libcap-dev libseccomp-dev busybox-static runc iproute2 \
 curl ca-certificates xz-utils \
-containerd podman conmon containernetworking-plugins catatonit iptables"
+containerd podman conmon containernetworking-plugins catatonit iptables docker.io"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

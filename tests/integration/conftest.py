@@ -109,6 +109,41 @@ def reclaim(base):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def tty_run(argv, env=None, timeout=30, send=b""):
+    """Run a client with a pty as its stdio (``-t``/``-it`` need a
+    console), writing ``send`` to it: (returncode, everything it printed)."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                         start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        if send:
+            os.write(master, send)
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every holder of the slave is gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return rc, out.decode(errors="replace")
+
+
 def kill_and_wait(pids, timeout=10.0):
     """SIGTERM, then SIGKILL after ``timeout``; returns pids still alive."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):

@@ -10,16 +10,13 @@ runc root, no cgroup.  The daemon itself comes from conftest.py.
 
 import json
 import os
-import pty
-import select
-import subprocess
 import time
 import uuid
 
 import pytest
 
 from runtime.bundle import make_rootfs
-from tests.integration.conftest import BARERUN, ID_PREFIX
+from tests.integration.conftest import BARERUN, ID_PREFIX, tty_run
 from tests.conftest import pid_alive as _alive
 from tests.conftest import read
 
@@ -117,33 +114,8 @@ class Ctr:
     def tty(self, *args, timeout=30):
         """ctr with a pty as its stdio (ctr -t needs a console):
         (returncode, everything it printed)."""
-        master, slave = pty.openpty()
         argv = ["ctr", "--address", self.d.address, "--namespace", self.d.namespace, *args]
-        p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=self.d.env,
-                             start_new_session=True)
-        os.close(slave)
-        out = b""
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 0.2)
-                if ready:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: every holder of the slave is gone
-                        break
-                    if not chunk:
-                        break
-                    out += chunk
-                elif p.poll() is not None:
-                    break
-            rc = p.wait(timeout=max(1, deadline - time.monotonic()))
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            os.close(master)
-        return rc, out.decode(errors="replace")
+        return tty_run(argv, self.d.env, timeout)
 
     def bundle(self, cid):
         """The bundle the shim made for ``cid`` (it holds log.json)."""

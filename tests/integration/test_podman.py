@@ -703,10 +703,29 @@ def test_bad_spec_is_126(podman):
     assert podman.leftovers(cid) == []
 
 
+def test_oom_kill_disable_runs(podman):
+    """--oom-kill-disable (memory.disableOOMKiller) is applied, as runc."""
+    r = podman("run", "--rm", "--name", podman.name(), "--oom-kill-disable",
+               "--rootfs", podman.rootfs, "/bin/true", check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_realtime_budget_the_host_lacks_is_named(podman):
+    """--cpu-rt-runtime under a parent cgroup with no real-time budget: the
+    kernel refuses it; the error names the field and the parent's file."""
+    cidfile = _cidfile(podman)
+    r = podman("run", "--rm", "--name", podman.name(), "--cidfile", cidfile,
+               "--cpu-rt-runtime", "1000", "--rootfs", podman.rootfs, "/bin/true", check=False)
+    cid = _read_cid(podman, cidfile)
+    if r.returncode == 0:
+        return  # this host's parent cgroup has a real-time budget
+    assert "linux.resources.cpu.realtimeRuntime" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "[Errno" not in r.stderr
+    assert podman.leftovers(cid) == []
+
+
 @pytest.mark.parametrize("option, field", [
     (("--personality", "LINUX32"), "linux.personality"),
-    (("--oom-kill-disable",), "linux.resources.memory.disableOOMKiller"),
-    (("--cpu-rt-runtime", "1000"), "linux.resources.cpu.realtimeRuntime"),
 ])
 def test_unsupported_field_is_named(podman, option, field):
     """A field barerun does not implement is refused by name, not ignored."""
