@@ -71,8 +71,10 @@ def report_failure(fd, exc, where):
         rec = (exc.step, text, err, exc.path)
     elif isinstance(exc, InvalidSpec):
         rec = ("spec", str(exc), None, exc.field)
+    elif isinstance(exc, OSError):
+        rec = (where, os_message(exc), exc.errno, exc.filename)
     else:
-        rec = (where, f"{type(exc).__name__}: {exc}", getattr(exc, "errno", None), None)
+        rec = (where, f"{type(exc).__name__}: {exc}", None, None)
     step, message, err, path = rec
     try:
         send(fd, error={"step": step, "message": message, "errno": err, "path": path})
@@ -379,8 +381,13 @@ def prepare_process(proc, console_fd=None, seccomp=None):
         os.umask(user.umask)
     else:
         os.umask(0o022)
+    # the cwd is checked right after chdir and before the spec's seccomp
+    # filter is loaded (it may deny getcwd, as the OCI suite's does)
+    cwd_checked = False
     try:
         os.chdir(proc.cwd)
+        check_cwd_in_root()
+        cwd_checked = True
     except OSError as exc:
         if user.uid == 0:
             raise Fail("chdir to process.cwd", exc, proc.cwd) from None
@@ -404,7 +411,8 @@ def prepare_process(proc, console_fd=None, seccomp=None):
             os.chdir(proc.cwd)
         except OSError as exc:
             raise Fail("chdir to process.cwd", exc, proc.cwd) from None
-    check_cwd_in_root()
+        if not cwd_checked:  # only this user could enter it
+            check_cwd_in_root()
     if capset is not None:
         try:
             C.set_caps(effective=capset.get("effective", []),

@@ -314,3 +314,19 @@ def test_bad_profiles_are_invalid_spec_naming_the_field(create, root, profile, f
     assert ei.value.field == field
     assert text in str(ei.value)
     assert os.listdir(root) == []  # nothing made
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+def test_a_filter_denying_getcwd_does_not_stop_the_runtime(sh, nnp):
+    """The runtime checks the cwd (getcwd) before the spec's filter is
+    loaded: a filter that denies getcwd (the OCI suite's linux_seccomp)
+    still runs the container, and the program meets the denial."""
+    deny = {"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]}
+
+    def m(spec):
+        spec["linux"]["seccomp"] = deny
+        spec["process"]["noNewPrivileges"] = nnp
+    status, out, err = sh("echo ran; /bin/pwd -P", m)
+    assert out.startswith("ran\n"), (status, out, err)
+    assert status != 0 and "Operation not permitted" in err, (status, out, err)
