@@ -622,8 +622,16 @@ def features():
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },
-        "annotations": {},
+        # what a spec may hold that barerun still refuses, by field
+        "annotations": {"org.barerun.refused": ", ".join(REFUSED)},
     }
+
+
+REFUSED = ("linux.namespaces user (user namespaces)", "linux.uidMappings",
+           "linux.gidMappings", "a shared or joined mount namespace",
+           "linux.personality", "linux.intelRdt", "linux.timeOffsets",
+           "process.ioPriority", "process.scheduler", "process.execCPUAffinity",
+           "apparmor/selinux labels where that LSM is active")
 
 
 def cmd_features(_args):

@@ -329,8 +329,35 @@ def log_to_report_pipe(fd):
 
 
 def environ(proc):
-    """process.env as the dict execve takes."""
-    return dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    """process.env as the dict execve takes; HOME, when the spec's env has
+    none, from the user's entry in the container's /etc/passwd, else "/"
+    (as runc)."""
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    if "HOME" not in env:
+        env["HOME"] = _passwd_home(proc.user.uid)
+    return env
+
+
+def _passwd_home(uid):
+    """The home directory of ``uid`` in the container's /etc/passwd (read
+    from inside its root, at most 1 MiB, never through a symlink), or "/"."""
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = os.read(fd, 1 << 20)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    for line in data.decode("utf-8", "replace").splitlines():
+        f = line.split(":")
+        if len(f) >= 7 and f[2].isdigit() and int(f[2]) == uid and f[5].startswith("/"):
+            return f[5].replace("\0", "")
+    return "/"
 
 
 def child_console(sock, size):

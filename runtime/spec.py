@@ -305,8 +305,8 @@ def parse(raw, bundle):
     rprop = _get(linux, "rootfsPropagation", str, "linux.rootfsPropagation")
     if rprop is not None and rprop not in PROPAGATION:
         raise InvalidSpec("linux.rootfsPropagation", f"unknown propagation {rprop!r}")
-    for key in ("intelRdt", "personality", "mountLabel", "uidMappings",
-                "gidMappings", "timeOffsets"):
+    _lsm_label(linux, "mountLabel", "linux.mountLabel", "selinux")
+    for key in ("intelRdt", "personality", "uidMappings", "gidMappings", "timeOffsets"):
         if linux.get(key):
             raise InvalidSpec(f"linux.{key}", "not supported by barerun")
     cgpath = _get(linux, "cgroupsPath", str, "linux.cgroupsPath")
@@ -369,10 +369,41 @@ def parse_namespaces(linux):
     return out
 
 
+def lsm_enabled(name):
+    """Whether the running kernel enforces the LSM ``name`` ("apparmor",
+    "selinux")."""
+    if name == "selinux":
+        return os.path.isdir("/sys/fs/selinux") and os.path.exists("/sys/fs/selinux/enforce")
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
+
+
+def _lsm_label(d, key, fld, lsm):
+    """An AppArmor profile or SELinux label: barerun cannot apply one yet,
+    so where that LSM is active it is refused (never silently dropped);
+    where the kernel has no such LSM there is nothing to apply, and it is
+    ignored with a warning, as runc does."""
+    value = _get(d, key, str, fld)
+    if not value:
+        return
+    if lsm_enabled(lsm):
+        raise InvalidSpec(fld, f"{lsm} labels are not supported by barerun yet, and "
+                          f"{lsm} is active on this host")
+    from .hooks import warn
+    warn(f"{fld} {value!r} ignored: {lsm} is not enabled on this host")
+
+
 def parse_mount(m, fld):
     dest = _get(m, "destination", str, fld + ".destination")
-    if not dest or not dest.startswith("/"):
-        raise InvalidSpec(fld + ".destination", f"must be an absolute path, not {dest!r}")
+    if not dest:
+        raise InvalidSpec(fld + ".destination", "missing")
+    if not dest.startswith("/"):
+        # as runc 1.1: a relative destination is under the container's /
+        # (a Dockerfile's VOLUME ['/a', '/b'] makes one)
+        dest = "/" + dest
     mtype = _get(m, "type", str, fld + ".type") or None
     source = _get(m, "source", str, fld + ".source")
     flags = 0
@@ -492,7 +523,9 @@ def parse_process(p, fld):
         for name, v in zip(("height", "width"), console, strict=True):
             if not 0 <= v <= 0xFFFF:
                 raise InvalidSpec(f"{fld}.consoleSize.{name}", f"must be 0 to 65535, not {v}")
-    for key in ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity"):
+    _lsm_label(p, "apparmorProfile", f"{fld}.apparmorProfile", "apparmor")
+    _lsm_label(p, "selinuxLabel", f"{fld}.selinuxLabel", "selinux")
+    for key in ("ioPriority", "scheduler", "execCPUAffinity"):
         if p.get(key):
             raise InvalidSpec(f"{fld}.{key}", "not supported by barerun")
     oom = _get(p, "oomScoreAdj", int, fld + ".oomScoreAdj")

@@ -621,3 +621,31 @@ def test_annotations_in_state(create, root):
     assert state["annotations"] == ann
     assert state["id"] == c.id
     assert state["pid"] == c.state().pid
+
+
+@pytest.mark.parametrize("uid, passwd, home", [
+    (0, "root:x:0:0:root:/root:/bin/sh\n", "/root"),
+    (100, "root:x:0:0:root:/root:/bin/sh\nu:x:100:100::/home/u:/bin/sh\n", "/home/u"),
+    (200, "root:x:0:0:root:/root:/bin/sh\n", "/"),
+])
+def test_home_comes_from_the_containers_passwd(run, bundle, rootfs, tmp_path, uid, passwd, home):
+    """No HOME in process.env: the user's entry in the container's own
+    /etc/passwd gives it, else "/" (as runc; podman run --user 100)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text(passwd)
+
+    def m(spec):
+        spec["process"]["env"] = [e for e in spec["process"]["env"] if not e.startswith("HOME=")]
+        spec["process"]["user"] = {"uid": uid, "gid": uid}
+        spec["mounts"].append({"destination": "/etc/passwd", "type": "bind",
+                               "source": str(etc / "passwd"), "options": ["bind", "ro"]})
+    status, out, err = run(["sh", "-c", "echo $HOME"], m)
+    assert (status, out) == (0, home + "\n"), err
+
+
+def test_a_relative_mount_destination_is_under_root(run):
+    def m(spec):
+        spec["mounts"].append({"destination": "scratch", "type": "tmpfs", "source": "tmpfs"})
+    status, out, err = run(["sh", "-c", "grep ' /scratch ' /proc/mounts"], m)
+    assert status == 0 and "tmpfs" in out, err

@@ -179,9 +179,17 @@ def test_oom_score_adj_and_terminal(bdir):
     bad(bdir, lambda sp: sp["process"].update(terminal="yes"), "process.terminal")
 
 
-@pytest.mark.parametrize("key", ["apparmorProfile", "selinuxLabel"])
-def test_unsupported_process_fields(bdir, key):
-    bad(bdir, lambda sp: sp["process"].update({key: "x"}), f"process.{key}")
+@pytest.mark.parametrize("key, lsm", [("apparmorProfile", "apparmor"),
+                                      ("selinuxLabel", "selinux")])
+def test_lsm_labels_ignored_with_a_warning_where_the_lsm_is_off(bdir, key, lsm, capfd):
+    """As runc: nothing to apply without the LSM; refused where it is on
+    (barerun cannot apply labels yet), never silently dropped."""
+    from runtime.spec import lsm_enabled
+    if lsm_enabled(lsm):
+        bad(bdir, lambda sp: sp["process"].update({key: "x"}), f"process.{key}")
+        return
+    parse(bdir, lambda sp: sp["process"].update({key: "x"}))
+    assert f"warning: process.{key} 'x' ignored: {lsm} is not enabled" in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------- root, hostname
@@ -304,8 +312,10 @@ def test_bind_needs_source(bdir):
     bad(bdir, _mount(destination="/x", options=["bind"]), "mounts[7].source")
 
 
-def test_mount_relative_destination(bdir):
-    bad(bdir, _mount(destination="x", type="tmpfs"), "mounts[7].destination")
+def test_mount_relative_destination_is_under_root(bdir):
+    s = parse(bdir, _mount(destination="x", type="tmpfs"))
+    assert s.mounts[7].destination == "/x"
+    bad(bdir, _mount(destination="", type="tmpfs"), "mounts[7].destination")
 
 
 def test_mount_needs_type(bdir):
