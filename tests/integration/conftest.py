@@ -39,7 +39,7 @@ def ensure_installed(binary, package):
     return path
 
 
-def _procs():
+def all_processes():
     """(pid, argv) of every process."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -84,7 +84,7 @@ def owner_alive(base):
 
 def processes_naming(path):
     """Pids whose command line names ``path`` (or a path below it)."""
-    return [pid for pid, argv in _procs()
+    return [pid for pid, argv in all_processes()
             if pid != os.getpid() and any(a == path or a.startswith(path + "/") or
                                           f"={path}/" in a for a in argv)]
 
@@ -245,7 +245,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     def shim_pids(self):
         """Shims started by this daemon (they name its address)."""
-        return [pid for pid, argv in _procs()
+        return [pid for pid, argv in all_processes()
                 if argv and os.path.basename(argv[0]).startswith("containerd-shim")
                 and self.address in argv]
 
@@ -318,7 +318,7 @@ def containerd_binary():
 def containerd(containerd_binary, tmp_path_factory):
     """A private containerd for the session (see the module docstring)."""
     # a containerd of a session killed before its teardown
-    for pid, argv in _procs():
+    for pid, argv in all_processes():
         if argv[:1] and os.path.basename(argv[0]) == "containerd" and "--config" in argv:
             i = argv.index("--config")
             cbase = os.path.dirname(argv[i + 1]) if i + 1 < len(argv) else ""

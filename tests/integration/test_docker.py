@@ -26,7 +26,8 @@ import pytest
 
 from tests.bundles import make_rootfs
 from tests.conftest import wait_for
-from tests.integration.conftest import (BARERUN, CRIU_DIR, ID_PREFIX, claim, kill_and_wait,
+from tests.integration.conftest import (BARERUN, CRIU_DIR, ID_PREFIX, all_processes, claim,
+                                        kill_and_wait,
                                         mounts_under, owner_alive, processes_naming, reclaim,
                                         tty_run)
 
@@ -130,14 +131,7 @@ class Docker:
 
 def _stale_sessions():
     """dockerd daemons of sessions killed before their teardown."""
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
+    for _pid, argv in all_processes():
         if argv[:1] == [DOCKERD] and "--exec-root" in argv:
             base = os.path.dirname(argv[argv.index("--exec-root") + 1])
             if "pytest-of-" in base and owner_alive(base) is not True:

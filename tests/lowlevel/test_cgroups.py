@@ -725,18 +725,24 @@ def unified_root_restored():
             pass
 
 
-@needs_root
-def test_v2_freezer_and_kill_in_private_namespace(unified_root_restored):
+def _run_in_v2_and_sweep(child):
+    """``child(rel)`` in a private pure-v2 view, on a fresh cgroup ``rel``;
+    the same cgroup2 fs is the host's unified hierarchy: whatever is left
+    of ``rel`` there is swept afterwards."""
     rel = f"{PREFIX}/{uuid.uuid4().hex[:12]}"
     try:
-        out = _run_in_v2_namespace(_v2_child, rel)
+        return _run_in_v2_namespace(child, rel)
     finally:
-        # the same cgroup2 fs is the host's unified hierarchy: make sure
         if HOST and HOST.unified:
             path = os.path.join(HOST.unified, rel)
             if os.path.isdir(path):
                 sweep(path)
                 sweep(os.path.dirname(path))
+
+
+@needs_root
+def test_v2_freezer_and_kill_in_private_namespace(unified_root_restored):
+    out = _run_in_v2_and_sweep(_v2_child)
     assert out["mode"] == "v2", out
     assert out["unified"] == "/sys/fs/cgroup" and out["v1"] == {}
     assert out["exists"] and out["procs"] and out["runs"]
@@ -1102,15 +1108,7 @@ def _v2_skips_child(rel):
 
 @needs_root
 def test_v2_leaves_out_what_runc_ignores_in_private_namespace(unified_root_restored):
-    rel = f"{PREFIX}/{uuid.uuid4().hex[:12]}"
-    try:
-        out = _run_in_v2_namespace(_v2_skips_child, rel)
-    finally:
-        if HOST and HOST.unified:
-            path = os.path.join(HOST.unified, rel)
-            if os.path.isdir(path):
-                sweep(path)
-                sweep(os.path.dirname(path))
+    out = _run_in_v2_and_sweep(_v2_skips_child)
     assert out["skipped"] == sorted([
         "memory_kernel", "memory_kernel_tcp", "memory_disable_oom_killer",
         "cpu_rt_runtime", "cpu_rt_period", "blkio_leaf_weight",
