@@ -109,6 +109,15 @@ def reclaim(base):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def file_tail(path, n=40):
+    """The last ``n`` lines of a daemon's log ("" when unreadable)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
 def tty_run(argv, env=None, timeout=30, send=b""):
     """Run a client with a pty as its stdio (``-t``/``-it`` need a
     console), writing ``send`` to it: (returncode, everything it printed)."""
@@ -223,11 +232,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             time.sleep(0.05)
 
     def log_tail(self, n=40):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def ctr(self, *args, timeout=CTR_TIMEOUT, check=True, input=None, namespace=True):
         """``ctr --address A [-n NS] ARGS`` -> CompletedProcess (text)."""

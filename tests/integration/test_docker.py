@@ -27,9 +27,8 @@ import pytest
 from tests.bundles import make_rootfs
 from tests.conftest import wait_for
 from tests.integration.conftest import (BARERUN, CRIU_DIR, ID_PREFIX, all_processes, claim,
-                                        kill_and_wait,
-                                        mounts_under, owner_alive, processes_naming, reclaim,
-                                        tty_run)
+                                        file_tail, kill_and_wait, mounts_under, owner_alive,
+                                        processes_naming, reclaim, tty_run)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root")
 
@@ -72,11 +71,7 @@ class Docker:
             time.sleep(0.1)
 
     def log_tail(self, n=40):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def argv(self, *args):
         return [DOCKER, "-H", f"unix://{self.sock}", *[str(a) for a in args]]
